@@ -1,0 +1,41 @@
+# One-command entry points. Everything installs from this repo's own files.
+SHELL := /bin/bash
+PYTHON310 ?= $(shell command -v /root/.pyenv/versions/3.10.13/bin/python || command -v python3.10)
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-fast bench lock clean help
+
+help:  ## List the targets.
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/:/'
+
+setup: $(STAMP)  ## Create .venv from requirements.lock (only when missing or when the lock changed).
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -n "$(PYTHON310)" || { echo "Python 3.10 is required (TFX 1.15.1); set PYTHON310=/path/to/python3.10"; exit 1; }
+	@test -x $(PY) || { echo "Creating $(VENV) with $(PYTHON310)"; $(PYTHON310) -m venv $(VENV); }
+	@test -x $(UV) || $(PY) -m pip install --quiet "uv==$(UV_VERSION)"
+	$(UV) pip sync --quiet --python $(PY) requirements.lock
+	$(UV) pip install --quiet --python $(PY) --no-deps -e .
+	@touch $(STAMP)
+
+lock:  ## Re-resolve requirements.in into requirements.lock for Python 3.10.
+	$(UV) pip compile --quiet --python-version 3.10 requirements.in -o requirements.lock
+
+demo: setup  ## Run the churn pipeline end to end, serve the pushed model and query it.
+	$(PY) -m pipeline demo --dataset churn
+
+test: setup  ## Run the whole test suite (unit + end-to-end pipelines).
+	$(PY) -m pytest tests
+
+test-fast: setup  ## Unit tests only (skips the end-to-end pipeline runs).
+	$(PY) -m pytest tests -m "not e2e"
+
+bench: setup  ## Benchmarks; results land in bench/results/.
+	$(PY) -m bench
+
+clean:  ## Remove pipeline outputs (runs/, serving_models/); keeps .venv.
+	rm -rf runs serving_models

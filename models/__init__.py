@@ -1,0 +1,1 @@
+"""Transform and Trainer user code: preprocessing, Keras model builders, trainer modes, exports."""

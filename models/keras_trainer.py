@@ -1,0 +1,49 @@
+"""Native Keras training: fit on the Transform output, early stopping, export."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from models import signatures, tabular
+from models.strategies import make_strategy
+from pipeline.specs import DatasetSpec
+
+log = logging.getLogger(__name__)
+
+
+def make_dataset(files: list[str], data_accessor: tfx.components.DataAccessor,
+                 tf_transform_output: tft.TFTransformOutput, spec: DatasetSpec,
+                 batch_size: int, seed: int, shuffle: bool) -> tf.data.Dataset:
+    """One pass over transformed examples as (features, label) batches."""
+    return data_accessor.tf_dataset_factory(
+        files,
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=spec.label, num_epochs=1,
+                                       shuffle=shuffle, shuffle_seed=seed),
+        tf_transform_output.transformed_metadata.schema)
+
+
+def train(fn_args: tfx.components.FnArgs, spec: DatasetSpec, hparams: Mapping[str, Any]) -> None:
+    seed = int(hparams["seed"])
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    batch_size = int(hparams.get("batch_size", 32))
+    train_ds = make_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, spec,
+                            batch_size, seed, shuffle=True)
+    eval_ds = make_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, spec,
+                           batch_size, seed, shuffle=False)
+    strategy = make_strategy(hparams.get("strategy", "default"), hparams.get("tpu"))
+    with strategy.scope():
+        model = tabular.build_model(spec, tf_transform_output, hparams)
+    model.summary(print_fn=log.info)
+    callbacks = [
+        tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(hparams.get("early_stopping_patience", 5)),
+                                         restore_best_weights=True),
+        tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
+    ]
+    model.fit(train_ds, validation_data=eval_ds, epochs=int(hparams.get("epochs", 10)),
+              callbacks=callbacks, verbose=2)
+    signatures.export_keras_model(model, spec, tf_transform_output, fn_args.serving_model_dir)

@@ -1,0 +1,50 @@
+"""tf.Transform preprocessing_fn driven by the data set spec.
+
+Runs inside Transform (analysis on the train split only, so eval statistics never
+leak into the scaler) and again inside the served model through the Transform
+graph, so training and serving apply the same code.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from pipeline.specs import DatasetSpec
+
+OOV_BUCKETS = 1
+
+
+def vocabulary_name(feature: str) -> str:
+    return f"vocab_{feature}"
+
+
+def _dense(value: tf.Tensor | tf.SparseTensor) -> tf.Tensor:
+    """[batch, 1] dense tensor; the curated schemas give each feature shape [1]."""
+    if isinstance(value, tf.SparseTensor):
+        default = "" if value.dtype == tf.string else 0
+        value = tf.sparse.to_dense(value, default_value=default)
+    return value
+
+
+def transform_label(spec: DatasetSpec, label: tf.Tensor) -> tf.Tensor:
+    if spec.is_classification:
+        if label.dtype == tf.string:
+            raise ValueError(f"{spec.name}: label {spec.label!r} must be integer class ids")
+        return tf.cast(label, tf.int64)
+    return tf.cast(label, tf.float32)
+
+
+def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]) -> dict[str, tf.Tensor]:
+    """z-score numeric features, vocabulary-encode categorical ones, pass the label."""
+    spec = DatasetSpec.from_dict(custom_config["spec"])
+    outputs: dict[str, tf.Tensor] = {}
+    for name in spec.numeric_features:
+        outputs[name] = tft.scale_to_z_score(tf.cast(_dense(inputs[name]), tf.float32))
+    for name in spec.categorical_features:
+        outputs[name] = tft.compute_and_apply_vocabulary(
+            _dense(inputs[name]), num_oov_buckets=OOV_BUCKETS, vocab_filename=vocabulary_name(name))
+    if spec.label in inputs:
+        outputs[spec.label] = transform_label(spec, _dense(inputs[spec.label]))
+    return outputs

@@ -1,0 +1,57 @@
+"""Serving signatures: the Transform graph inside the served model (no train/serve skew).
+
+`serving_default` takes raw feature values by name (what a REST client sends);
+`serving_tf_example` takes serialized tf.Examples (TFMA, batch scoring).
+Both run the same Transform layer and return `heads.prediction_outputs`.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from models import heads
+from pipeline.specs import DatasetSpec
+
+
+def raw_serving_spec(spec: DatasetSpec, tf_transform_output: tft.TFTransformOutput) -> dict:
+    """Raw feature spec without the label: what a client must send."""
+    raw = tf_transform_output.raw_feature_spec()
+    missing = [f for f in spec.feature_names if f not in raw]
+    if missing:
+        raise ValueError(f"{spec.name}: features {missing} are not in the schema")
+    return {name: raw[name] for name in spec.feature_names}
+
+
+def _predict(model: tf.keras.Model, spec: DatasetSpec, transformed: dict) -> dict:
+    features = {name: transformed[name] for name in model.input_names if name in transformed}
+    return heads.prediction_outputs(spec, model(features))
+
+
+def make_signatures(model: tf.keras.Model, spec: DatasetSpec,
+                    tf_transform_output: tft.TFTransformOutput) -> dict[str, Callable]:
+    # Tracked on the model so the Transform graph's assets are saved with it.
+    model.tft_layer = tf_transform_output.transform_features_layer()
+    feature_spec = raw_serving_spec(spec, tf_transform_output)
+
+    @tf.function(input_signature=[{name: tf.TensorSpec([None], feature.dtype, name=name)
+                                   for name, feature in feature_spec.items()}])
+    def serve_raw(features):
+        # The schema declares shape [1] per feature; REST rows give scalars.
+        batched = {name: tf.reshape(value, [-1, 1]) for name, value in features.items()}
+        return _predict(model, spec, model.tft_layer(batched))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(serialized):
+        parsed = tf.io.parse_example(serialized, feature_spec)
+        return _predict(model, spec, model.tft_layer(parsed))
+
+    return {"serving_default": serve_raw.get_concrete_function(),
+            "serving_tf_example": serve_examples.get_concrete_function()}
+
+
+def export_keras_model(model: tf.keras.Model, spec: DatasetSpec,
+                       tf_transform_output: tft.TFTransformOutput, export_dir: str) -> None:
+    signatures = make_signatures(model, spec, tf_transform_output)
+    model.save(export_dir, save_format="tf", signatures=signatures)

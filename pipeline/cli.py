@@ -1,0 +1,190 @@
+"""`python -m pipeline`: run, draft schemas, predict, demo (and Kubeflow commands)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import pathlib
+import sys
+from typing import Callable, Sequence
+
+from pipeline.config import DEFAULT_BEAM_ARGS, DEFAULT_SEED, PipelineConfig
+from pipeline.specs import TRAINERS, SpecError, available_datasets, load_spec
+
+log = logging.getLogger("pipeline")
+
+
+class UsageError(ValueError):
+    """A command-line value is wrong; the message says which and what to give."""
+
+
+def parse_threshold(text: str) -> tuple[str, dict[str, float]]:
+    """`AUC>=0.8` or `MeanSquaredError<=0.5` -> (metric, bounds)."""
+    for op, key in ((">=", "lower_bound"), ("<=", "upper_bound")):
+        if op in text:
+            metric, value = text.split(op, 1)
+            try:
+                return metric.strip(), {key: float(value)}
+            except ValueError:
+                break
+    raise argparse.ArgumentTypeError(f"{text!r}: expected METRIC>=VALUE or METRIC<=VALUE, e.g. AUC>=0.85")
+
+
+def add_dataset_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, metavar="NAME",
+                        help=f"data set spec in pipeline/datasets/ (one of: {', '.join(available_datasets())})")
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """Options shared by every command that builds the pipeline."""
+    add_dataset_arg(parser)
+    parser.add_argument("--data-dir", help="folder with the data set's files (default: the spec's source.base)")
+    parser.add_argument("--home", type=pathlib.Path, default=PipelineConfig.home,
+                        help="where pipeline artifacts and ML Metadata go (default: %(default)s)")
+    parser.add_argument("--serving-dir", type=pathlib.Path, default=PipelineConfig.serving_dir,
+                        help="Pusher base dir; models land in SERVING_DIR/NAME/VERSION (default: %(default)s)")
+    parser.add_argument("--trainer", choices=TRAINERS, help="trainer mode (default: the spec's model.trainer)")
+    parser.add_argument("--strategy", default="default", choices=("default", "mirrored", "multi_worker_mirrored", "tpu"),
+                        help="tf.distribute strategy for training (default: %(default)s)")
+    parser.add_argument("--tpu", metavar="ADDRESS", help="TPU name or grpc://HOST:PORT for --strategy tpu")
+    parser.add_argument("--epochs", type=int, help="override the spec's model.epochs")
+    parser.add_argument("--threshold", action="append", type=parse_threshold, default=[], metavar="METRIC>=VALUE",
+                        help="override a blessing threshold, e.g. AUC>=0.8 (repeatable)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default: %(default)s)")
+    parser.add_argument("--no-cache", action="store_true", help="re-run every component even if inputs are unchanged")
+    parser.add_argument("--beam-arg", action="append", default=None, metavar="ARG",
+                        help=f"Beam pipeline arg, repeatable; replaces the default {' '.join(DEFAULT_BEAM_ARGS)}")
+
+
+def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    hparams = {"epochs": args.epochs} if args.epochs else {}
+    return PipelineConfig(
+        home=args.home.resolve(), serving_dir=args.serving_dir.resolve(),
+        input_base=str(pathlib.Path(args.data_dir).resolve()) if args.data_dir else None,
+        trainer=args.trainer, hparams=hparams, thresholds=dict(args.threshold), strategy=args.strategy,
+        tpu=args.tpu, beam_args=tuple(args.beam_arg) if args.beam_arg else DEFAULT_BEAM_ARGS,
+        enable_cache=not args.no_cache, seed=args.seed)
+
+
+def print_report(report) -> None:
+    print(f"\nPipeline {report.dataset!r} finished in {report.seconds:.0f} s")
+    for component in report.components:
+        print(f"  {component.component:<32} {component.state:<9} {component.seconds:7.1f} s")
+    if report.metrics:
+        print("Eval split metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(report.metrics.items())))
+    if report.blessed is False:
+        print("The model was NOT blessed (a threshold failed); nothing was pushed. "
+              "The previously pushed model, if any, stays in place.")
+    elif report.pushed_path:
+        print(f"Pushed model: {report.pushed_path}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.local_runner import run_local  # heavy imports only when running
+    report = run_local(load_spec(args.dataset), config_from_args(args))
+    print_report(report)
+    if args.report:
+        args.report.write_text(json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from pipeline.schema_draft import draft_schema
+    spec = load_spec(args.dataset)
+    output = args.output or spec.schema_path.with_name("schema.draft.pbtxt")
+    path = draft_schema(spec, config_from_args(args), output)
+    print(f"Draft schema written to {path}\nReview it (domains, presence, value ranges, environments), "
+          f"then copy it over {spec.schema_path}.")
+    return 0
+
+
+def parse_instances(text: str) -> list[dict]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--instance is not valid JSON ({e}); give e.g. '{{\"Age\": 22, ...}}'") from e
+    rows = value if isinstance(value, list) else [value]
+    if not rows or not all(isinstance(r, dict) for r in rows):
+        raise UsageError("--instance must be a JSON object (one instance) or a non-empty list of objects")
+    return rows
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from pipeline.predict import latest_version, predict
+    spec = load_spec(args.dataset)
+    instances = parse_instances(args.instance) if args.instance else [dict(spec.example_instance)]
+    model_dir = latest_version(args.serving_dir.resolve() / spec.name)
+    predictions = predict(model_dir, instances)
+    print(json.dumps({"model": str(model_dir), "predictions": predictions}, indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run, report, then answer the spec's example instance with the pushed model."""
+    from pipeline.demo import demo
+    return demo(load_spec(args.dataset), config_from_args(args))
+
+
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("-v", "--verbose", action="store_true", help="show TFX/Beam/TF logs in full")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the pipeline locally (LocalDagRunner, sqlite ML Metadata)",
+                         description="Ingest, validate, transform, train, evaluate and push one data set.")
+    add_run_args(run)
+    run.add_argument("--report", type=pathlib.Path, help="also write the run summary as JSON here")
+    run.set_defaults(func=cmd_run)
+
+    schema = sub.add_parser("schema", help="draft a schema from the data for a human to curate",
+                            description="Runs ExampleGen, StatisticsGen and SchemaGen and writes a draft schema "
+                                        "(never the curated one unless --output says so).")
+    add_run_args(schema)
+    schema.add_argument("--output", type=pathlib.Path, help="default: schemas/NAME/schema.draft.pbtxt")
+    schema.set_defaults(func=cmd_schema)
+
+    predict = sub.add_parser("predict", help="predict with the latest pushed model, in process",
+                             description="Loads SERVING_DIR/NAME/<latest version> and calls serving_default.")
+    add_dataset_arg(predict)
+    predict.add_argument("--instance", help="JSON object of raw feature values (or a list); default: the spec's "
+                                            "example_instance")
+    predict.add_argument("--serving-dir", type=pathlib.Path, default=PipelineConfig.serving_dir,
+                         help="Pusher base dir (default: %(default)s)")
+    predict.set_defaults(func=cmd_predict)
+
+    demo = sub.add_parser("demo", help="run the pipeline, then serve the pushed model and query it over REST",
+                          description="What `make demo` runs.")
+    add_run_args(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    for register in _extensions():
+        register(sub)
+    return parser
+
+
+def _extensions() -> list[Callable]:
+    """Sub-command groups living in their own modules (e.g. Kubeflow)."""
+    return []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from pipeline.progress import configure_logging
+    configure_logging(args.verbose)
+    try:
+        return args.func(args)
+    except (SpecError, UsageError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - a failed component: say what failed, not a stack trace
+        if args.verbose:
+            raise
+        print(f"error: {type(e).__name__}: {e}\n(run with --verbose for the full trace)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

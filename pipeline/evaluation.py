@@ -1,0 +1,64 @@
+"""TFMA EvalConfig from the spec: metrics, value thresholds, no-regression check."""
+from __future__ import annotations
+
+from typing import Mapping
+
+import tensorflow_model_analysis as tfma
+
+from models.heads import eval_prediction_key
+from pipeline.specs import DatasetSpec
+
+# Metrics where a smaller value is better; everything else gates upwards.
+LOWER_IS_BETTER = {"MeanSquaredError", "MeanAbsoluteError", "RootMeanSquaredError",
+                   "MeanAbsolutePercentageError", "BinaryCrossentropy", "SparseCategoricalCrossentropy"}
+# A candidate may not score worse than the last blessed model by more than this.
+NO_REGRESSION_TOLERANCE = 1e-10
+
+
+def _threshold(metric: str, bounds: Mapping[str, float] | None, no_regression: bool) -> tfma.MetricThreshold | None:
+    if not bounds and not no_regression:
+        return None
+    threshold = tfma.MetricThreshold()
+    if bounds:
+        value = tfma.GenericValueThreshold()
+        if "lower_bound" in bounds:
+            value.lower_bound.value = float(bounds["lower_bound"])
+        if "upper_bound" in bounds:
+            value.upper_bound.value = float(bounds["upper_bound"])
+        threshold.value_threshold.CopyFrom(value)
+    if no_regression:
+        lower_is_better = metric in LOWER_IS_BETTER
+        change = tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.LOWER_IS_BETTER if lower_is_better else tfma.MetricDirection.HIGHER_IS_BETTER)
+        change.absolute.value = NO_REGRESSION_TOLERANCE if lower_is_better else -NO_REGRESSION_TOLERANCE
+        threshold.change_threshold.CopyFrom(change)
+    return threshold
+
+
+def metric_thresholds(spec: DatasetSpec, overrides: Mapping[str, Mapping[str, float]] | None = None
+                      ) -> dict[str, Mapping[str, float]]:
+    thresholds = dict(spec.evaluation.get("thresholds", {}))
+    thresholds.update(overrides or {})
+    return thresholds
+
+
+def make_eval_config(spec: DatasetSpec, overrides: Mapping[str, Mapping[str, float]] | None = None
+                     ) -> tfma.EvalConfig:
+    thresholds = metric_thresholds(spec, overrides)
+    no_regression_metric = spec.evaluation.get("no_regression_metric")
+    metric_names = list(spec.evaluation.get("metrics", ["ExampleCount"]))
+    unknown = set(thresholds) - set(metric_names)
+    if unknown:
+        raise ValueError(f"{spec.name}: thresholds on {sorted(unknown)} need those metrics in evaluation.metrics")
+    metrics = []
+    for name in metric_names:
+        config = tfma.MetricConfig(class_name=name)
+        threshold = _threshold(name, thresholds.get(name), name == no_regression_metric)
+        if threshold is not None:
+            config.threshold.CopyFrom(threshold)
+        metrics.append(config)
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name="serving_tf_example", label_key=spec.label,
+                                    prediction_key=eval_prediction_key(spec))],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics)])

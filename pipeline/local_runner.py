@@ -1,0 +1,78 @@
+"""Runs a data set's pipeline with LocalDagRunner and reports what came out."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+
+from pipeline import metadata
+from pipeline.config import PipelineConfig
+from pipeline.pipeline_def import create_pipeline
+from pipeline.specs import DatasetSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class RunReport:
+    """What a run did and produced: the basis of the CLI's summary and the benchmarks."""
+
+    dataset: str
+    seconds: float
+    components: list[metadata.ComponentRun]
+    blessed: bool | None = None
+    pushed_path: str | None = None
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def component(self, name: str) -> metadata.ComponentRun | None:
+        return next((c for c in self.components if c.component == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "seconds": round(self.seconds, 2), "blessed": self.blessed,
+                "pushed_path": self.pushed_path, "metrics": self.metrics,
+                "components": [{"component": c.component, "state": c.state, "seconds": round(c.seconds, 2)}
+                               for c in self.components]}
+
+
+def overall_metrics(evaluation_uri: str) -> dict[str, float]:
+    """The candidate model's metrics on the whole eval split."""
+    result = tfma.load_eval_result(evaluation_uri)
+    for slice_key, outputs in result.slicing_metrics:
+        if slice_key == ():
+            values = outputs.get("", {}).get("", {})
+            return {name: value["doubleValue"] for name, value in values.items() if "doubleValue" in value}
+    return {}
+
+
+def summarize(spec: DatasetSpec, config: PipelineConfig, seconds: float) -> RunReport:
+    store = metadata.open_store(config.metadata_for(spec))
+    runs = metadata.latest_run(store)
+    report = RunReport(spec.name, seconds, runs)
+    evaluator = report.component("Evaluator")
+    if evaluator:
+        blessing = evaluator.outputs.get("blessing", [])
+        if blessing:
+            report.blessed = bool(metadata.custom_property(blessing[0], "blessed"))
+        evaluation = evaluator.outputs.get("evaluation", [])
+        if evaluation:
+            report.metrics = overall_metrics(evaluation[0].uri)
+    pusher = report.component("Pusher")
+    if pusher and pusher.outputs.get("pushed_model"):
+        pushed = pusher.outputs["pushed_model"][0]
+        if metadata.custom_property(pushed, "pushed"):
+            report.pushed_path = metadata.custom_property(pushed, "pushed_destination")
+    return report
+
+
+def run_local(spec: DatasetSpec, config: PipelineConfig) -> RunReport:
+    """Runs the whole pipeline; raises the failing component's error (e.g. DataAnomalyError)."""
+    config.metadata_for(spec).parent.mkdir(parents=True, exist_ok=True)
+    log.info("Running pipeline %r (trainer %s) with data from %s", spec.name,
+             config.trainer or spec.default_trainer, config.input_base_for(spec))
+    started = time.monotonic()
+    tfx.orchestration.LocalDagRunner().run(create_pipeline(spec, config))
+    return summarize(spec, config, time.monotonic() - started)

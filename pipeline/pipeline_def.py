@@ -1,0 +1,93 @@
+"""The TFX pipeline, built from a data set spec and a run config.
+
+One definition serves every data set and every runner: LocalDagRunner here,
+KubeflowDagRunner / KubeflowV2DagRunner on a cluster.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from tfx import v1 as tfx
+from tfx.proto import example_gen_pb2
+
+from components.csv_example_gen import CsvExampleGen
+from components.validation_gate import ValidationGate
+from pipeline import evaluation
+from pipeline.config import PipelineConfig, code_fingerprint
+from pipeline.specs import DatasetSpec
+
+HASH_BUCKETS = 100
+
+
+def split_config(spec: DatasetSpec) -> example_gen_pb2.Output:
+    """Deterministic train/eval split: each example's hash picks its bucket."""
+    eval_buckets = round(spec.eval_fraction * HASH_BUCKETS)
+    return example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+        example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=HASH_BUCKETS - eval_buckets),
+        example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=eval_buckets)]))
+
+
+def make_example_gen(spec: DatasetSpec, config: PipelineConfig) -> tfx.types.BaseNode:
+    source = spec.source
+    kind = source.get("kind")
+    if kind == "csv":
+        return CsvExampleGen(
+            config.input_base_for(spec), pattern=source.get("pattern", "*"),
+            delimiter=source.get("delimiter", ","), drop_columns=source.get("drop_columns", ()),
+            file_feature=source.get("file_feature"), output_config=split_config(spec))
+    raise ValueError(f"{spec.name}: source.kind {kind!r} is not supported; use csv")
+
+
+def user_code_config(spec: DatasetSpec, config: PipelineConfig) -> dict[str, Any]:
+    return {"spec": spec.to_dict(), "code": code_fingerprint()}
+
+
+def create_pipeline(spec: DatasetSpec, config: PipelineConfig) -> tfx.dsl.Pipeline:
+    example_gen = make_example_gen(spec, config)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_importer = tfx.components.ImportSchemaGen(schema_file=str(spec.schema_path))
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_importer.outputs["schema"])
+    validation_gate = ValidationGate(anomalies=example_validator.outputs["anomalies"],
+                                     source=f"{config.input_base_for(spec)}/{spec.source.get('pattern', '*')}")
+
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"], schema=schema_importer.outputs["schema"],
+        preprocessing_fn="models.preprocessing.preprocessing_fn",
+        custom_config=user_code_config(spec, config))
+    transform.add_upstream_node(validation_gate)
+
+    trainer = tfx.components.Trainer(
+        run_fn="models.trainer.run_fn",
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_importer.outputs["schema"],
+        custom_config={**user_code_config(spec, config), "hparams": config.trainer_hparams(spec)})
+
+    latest_blessed_model = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=latest_blessed_model.outputs["model"],
+        eval_config=evaluation.make_eval_config(spec, config.thresholds))
+
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir_for(spec))))
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=spec.name,
+        pipeline_root=config.root_for(spec),
+        components=[example_gen, statistics_gen, schema_importer, example_validator, validation_gate,
+                    transform, trainer, latest_blessed_model, evaluator, pusher],
+        enable_cache=config.enable_cache,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            str(config.metadata_for(spec))),
+        beam_pipeline_args=list(config.beam_args))

@@ -1,0 +1,51 @@
+"""Readable run logs: which component runs, how long it took; everything else on --verbose.
+
+TFX, Beam and TF log thousands of INFO lines per run. By default only the
+runner's component start/finish lines and warnings reach the terminal.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+_COMPONENT_LINE = re.compile(r"Component (\S+) is (running|finished)\.")
+# Warnings TFX 1.15 prints on every run that need no action.
+_HARMLESS = ("ArtifactQuery.property_predicate is not supported", "Couldn't find python-snappy",
+             "is deprecated and will be removed in a future version")
+
+
+class _ComponentProgress(logging.Filter):
+    """Rewrites LocalDagRunner's start/finish lines with elapsed times; drops other INFO."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._started: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return not any(text in str(record.msg) for text in _HARMLESS)
+        match = _COMPONENT_LINE.fullmatch(record.getMessage())
+        if not match:
+            return False
+        name, phase = match.groups()
+        if phase == "running":
+            self._started[name] = time.monotonic()
+            record.msg, record.args = "%-28s running", (name,)
+        else:
+            seconds = time.monotonic() - self._started.pop(name, time.monotonic())
+            record.msg, record.args = "%-28s done in %.1f s", (name, seconds)
+        return True
+
+
+def configure_logging(verbose: bool) -> None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname).1s %(message)s", datefmt="%H:%M:%S",
+                        force=True)
+    from absl import logging as absl_logging  # imported late: TF/TFX pull it in anyway
+    absl_logging.set_verbosity(absl_logging.INFO)
+    absl_logging.get_absl_handler().setFormatter(logging.Formatter("%(asctime)s %(levelname).1s %(message)s", "%H:%M:%S"))
+    if not verbose:
+        for handler in (logging.getLogger().handlers + [absl_logging.get_absl_handler()]):
+            handler.addFilter(_ComponentProgress())
+        for noisy in ("apache_beam", "tensorflow", "tfx", "ml_metadata", "absl"):
+            logging.getLogger(noisy).setLevel(logging.WARNING if noisy not in ("absl",) else logging.INFO)
