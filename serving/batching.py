@@ -1,0 +1,159 @@
+"""Merges concurrent predict requests into one signature call (`--enable_batching`).
+
+A signature call has a fixed cost that dwarfs the per-row cost for small models,
+so under load one call over 32 rows beats 32 calls. Workers take whatever
+compatible requests are queued when they become free (and optionally wait up to
+`batch_timeout_micros` for more), so an idle server adds no waiting at all.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import os
+import re
+import threading
+import time
+from typing import Mapping
+
+import numpy as np
+
+from serving.errors import Code, ServingError
+from serving.servable import Servable
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchingParameters:
+    """The subset of TF Serving's BatchingParameters this server honours."""
+
+    max_batch_size: int = 64
+    batch_timeout_micros: int = 0
+    num_batch_threads: int = os.cpu_count() or 1
+
+
+def parse_batching_parameters(text: str) -> BatchingParameters:
+    """Read TF Serving's batching_parameters text format (`max_batch_size { value: 64 }`)."""
+    fields = {name: int(value) for name, value in re.findall(r"(\w+)\s*\{\s*value:\s*(\d+)\s*\}", text)}
+    known = {field.name for field in dataclasses.fields(BatchingParameters)}
+    ignored = sorted(fields.keys() - known)
+    if ignored:
+        log.warning("batching parameters not supported here, ignored: %s", ", ".join(ignored))
+    params = BatchingParameters(**{k: v for k, v in fields.items() if k in known})
+    if params.max_batch_size < 1 or params.num_batch_threads < 1:
+        raise ValueError(f"max_batch_size and num_batch_threads must be positive: {params}")
+    return params
+
+
+@dataclasses.dataclass(eq=False)
+class _Task:
+    key: tuple
+    servable: Servable
+    signature: str
+    inputs: Mapping[str, np.ndarray]
+    size: int
+    done: threading.Event = dataclasses.field(default_factory=threading.Event)
+    outputs: dict | None = None
+    error: Exception | None = None
+
+
+class Batcher:
+    """Runs predict calls, merging compatible concurrent ones along the batch dimension."""
+
+    def __init__(self, params: BatchingParameters):
+        self._params = params
+        self._queue: collections.deque[_Task] = collections.deque()
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._workers = [threading.Thread(target=self._work, name=f"batcher-{i}", daemon=True)
+                         for i in range(params.num_batch_threads)]
+        for worker in self._workers:
+            worker.start()
+
+    def run(self, servable: Servable, signature: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        sizes = {value.shape[0] if value.ndim else None for value in inputs.values()}
+        size = sizes.pop() if len(sizes) == 1 else None
+        if not size or size > self._params.max_batch_size:
+            return servable.run(signature, inputs)  # not splittable along one batch dimension
+        key = (id(servable), signature,
+               tuple((name, value.dtype.str, value.shape[1:]) for name, value in sorted(inputs.items())))
+        task = _Task(key, servable, signature, inputs, size)
+        with self._cond:
+            self._queue.append(task)
+            self._cond.notify()
+        task.done.wait()
+        if task.error is not None:
+            raise task.error
+        return task.outputs
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    def _work(self) -> None:
+        while True:
+            batch = self._take_batch()
+            if batch is None:
+                return
+            self._execute(batch)
+
+    def _take_batch(self) -> list[_Task] | None:
+        limit = self._params.max_batch_size
+        with self._cond:
+            while not self._queue:
+                if self._stopped:
+                    return None
+                self._cond.wait()
+            first = self._queue.popleft()
+            batch, total = [first], first.size
+            deadline = time.monotonic() + self._params.batch_timeout_micros / 1e6
+            while True:
+                for task in [t for t in self._queue if t.key == first.key]:
+                    if total + task.size <= limit:
+                        self._queue.remove(task)
+                        batch.append(task)
+                        total += task.size
+                remaining = deadline - time.monotonic()
+                if total >= limit or remaining <= 0:
+                    return batch
+                self._cond.wait(remaining)
+
+    def _execute(self, batch: list[_Task]) -> None:
+        first = batch[0]
+        if len(batch) == 1:
+            self._run_alone(first)
+            return
+        merged = {name: np.concatenate([task.inputs[name] for task in batch]) for name in first.inputs}
+        total = sum(task.size for task in batch)
+        try:
+            outputs = first.servable.run(first.signature, merged)
+        except ServingError:
+            outputs = None  # one bad request must not fail its neighbours: retry one by one
+        except Exception as error:  # noqa: BLE001 - surfaced to every waiting request
+            log.exception("batched call failed")
+            for task in batch:
+                task.error = ServingError(Code.INTERNAL, str(error))
+                task.done.set()
+            return
+        if outputs is None or any(v.ndim == 0 or v.shape[0] != total for v in outputs.values()):
+            for task in batch:
+                self._run_alone(task)
+            return
+        offset = 0
+        for task in batch:
+            task.outputs = {name: value[offset:offset + task.size] for name, value in outputs.items()}
+            offset += task.size
+            task.done.set()
+
+    @staticmethod
+    def _run_alone(task: _Task) -> None:
+        try:
+            task.outputs = task.servable.run(task.signature, task.inputs)
+        except ServingError as error:
+            task.error = error
+        except Exception as error:  # noqa: BLE001 - reported to the caller as INTERNAL
+            log.exception("predict call failed")
+            task.error = ServingError(Code.INTERNAL, str(error))
+        task.done.set()

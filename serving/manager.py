@@ -1,0 +1,235 @@
+"""Keeps each model's served versions in step with its base path.
+
+A poll thread scans `<base_path>/<version>/` directories. A version is loaded only
+once its files stopped changing between two scans (the Pusher may still be
+copying), is fully loaded and warmed up off the request path, and then the set of
+served versions is replaced in one assignment: in-flight requests keep the
+Servable they already hold. A version that fails to load is refused, logged, and
+retried only when its files change; the versions already served stay served.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+from typing import Iterable, Mapping
+
+from serving.config import ModelEntry
+from serving.errors import Code, invalid_argument, not_found
+from serving.servable import Servable
+
+log = logging.getLogger(__name__)
+
+# Startup scans twice this far apart so a version still being copied is not loaded.
+STARTUP_SETTLE_SECONDS = 0.3
+
+Fingerprint = tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionStatus:
+    """What GetModelStatus reports for one version (TF Serving's ModelVersionStatus)."""
+
+    version: int
+    state: str  # START | LOADING | AVAILABLE | UNLOADING | END
+    error_code: Code | None = None  # None means OK
+    error_message: str = ""
+
+
+@dataclasses.dataclass
+class _Model:
+    entry: ModelEntry
+    serving: Mapping[int, Servable] = dataclasses.field(default_factory=dict)  # replaced, never mutated
+    statuses: dict[int, VersionStatus] = dataclasses.field(default_factory=dict)
+    last_seen: dict[int, Fingerprint] = dataclasses.field(default_factory=dict)
+    refused: dict[int, Fingerprint] = dataclasses.field(default_factory=dict)
+    warned_empty: bool = False
+
+
+class ModelManager:
+    """Owns the served Servables of every configured model."""
+
+    def __init__(self, entries: Iterable[ModelEntry], poll_wait_seconds: float):
+        self._poll_wait = poll_wait_seconds
+        self._models: dict[str, _Model] = {entry.name: _Model(entry) for entry in entries}
+        self._status_lock = threading.Lock()
+        self._poll_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load what is on disk now, then keep polling in the background if asked to."""
+        self.poll_once()
+        time.sleep(STARTUP_SETTLE_SECONDS)
+        self.poll_once()
+        if self._poll_wait > 0:
+            self._thread = threading.Thread(target=self._poll_loop, name="model-poller", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self._poll_wait):
+            try:
+                self.poll_once()
+            except Exception:  # noqa: BLE001 - the poller must survive anything
+                log.exception("model poll failed; will retry")
+
+    def update_entries(self, entries: Iterable[ModelEntry]) -> None:
+        """Apply a re-read model config: add, drop or re-policy models."""
+        with self._poll_lock:
+            models = {}
+            for entry in entries:
+                model = self._models.get(entry.name) or _Model(entry)
+                model.entry = entry
+                models[entry.name] = model
+            for name, model in self._models.items():
+                if name not in models:
+                    log.info("model %s removed from config; unloading versions %s", name, sorted(model.serving))
+            self._models = models
+        self.poll_once()
+
+    # -- polling -----------------------------------------------------------------
+
+    def poll_once(self) -> None:
+        with self._poll_lock:
+            for model in list(self._models.values()):
+                self._sync(model)
+
+    def _sync(self, model: _Model) -> None:
+        entry = model.entry
+        on_disk = _scan(entry.base_path)
+        if not on_disk:
+            if not model.warned_empty:
+                log.warning("No versions of servable %s found under base path %s", entry.name, entry.base_path)
+                model.warned_empty = True
+            return  # never unload everything because a directory briefly looks empty
+        model.warned_empty = False
+        settled = {v: fp for v, fp in on_disk.items() if model.last_seen.get(v) == fp}
+        model.last_seen = on_disk
+        loadable = {v for v, fp in settled.items() if model.refused.get(v) != fp}
+        loadable |= set(model.serving) & set(on_disk)
+
+        fresh: dict[int, Servable] = {}
+        while True:
+            wanted = entry.policy.select(loadable)
+            pending = sorted((v for v in wanted if v not in model.serving and v not in fresh), reverse=True)
+            if not pending:
+                break
+            for version in pending:
+                servable = self._load(model, version, on_disk[version])
+                if servable is None:
+                    loadable.discard(version)
+                else:
+                    fresh[version] = servable
+
+        serving = {v: model.serving.get(v) or fresh[v] for v in wanted}
+        if serving.keys() == model.serving.keys():
+            return
+        previous = model.serving
+        model.serving = serving  # the atomic swap
+        log.info("Model %s now serves versions %s (was %s)", entry.name, sorted(serving), sorted(previous))
+        for version in set(previous) - set(serving):
+            self._set_status(model, VersionStatus(version, "END"))
+            log.info("Unloaded servable version {name: %s version: %d}", entry.name, version)
+
+    def _load(self, model: _Model, version: int, fingerprint: Fingerprint) -> Servable | None:
+        name, path = model.entry.name, os.path.join(model.entry.base_path, str(version))
+        self._set_status(model, VersionStatus(version, "LOADING"))
+        log.info("Loading servable version {name: %s version: %d} from %s", name, version, path)
+        started = time.monotonic()
+        try:
+            servable = Servable.load(name, version, path)
+            servable.warm_up()
+        except Exception as error:  # noqa: BLE001 - any load failure refuses the version
+            model.refused[version] = fingerprint
+            message = f"Failed to load version {version} of model {name} from {path}: {error}"
+            self._set_status(model, VersionStatus(version, "END", Code.UNKNOWN, message))
+            log.error("%s; still serving versions %s", message, sorted(model.serving))
+            return None
+        model.refused.pop(version, None)
+        self._set_status(model, VersionStatus(version, "AVAILABLE"))
+        log.info("Successfully loaded servable version {name: %s version: %d} in %.2f s",
+                 name, version, time.monotonic() - started)
+        return servable
+
+    def _set_status(self, model: _Model, status: VersionStatus) -> None:
+        with self._status_lock:
+            model.statuses[status.version] = status
+
+    # -- request-time lookups -------------------------------------------------------
+
+    def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
+        """The Servable a request addresses (latest when neither version nor label is given)."""
+        model = self._models.get(name)
+        if label is not None and model is not None:
+            version = self._label_version(model, label)
+        serving = model.serving if model is not None else {}
+        if version is None:
+            if not serving:
+                raise not_found(f"Servable not found for request: Latest({name})")
+            return serving[max(serving)]
+        servable = serving.get(version)
+        if servable is None:
+            raise not_found(f"Servable not found for request: Specific({name}, {version})")
+        return servable
+
+    def statuses(self, name: str, version: int | None = None, label: str | None = None) -> list[VersionStatus]:
+        model = self._models.get(name)
+        if model is None:
+            raise not_found(f"Could not find any versions of model {name}")
+        if label is not None:
+            version = self._label_version(model, label)
+        with self._status_lock:
+            statuses = dict(model.statuses)
+        if version is not None:
+            if version not in statuses:
+                raise not_found(f"Could not find version {version} of model {name}")
+            return [statuses[version]]
+        if not statuses:
+            raise not_found(f"Could not find any versions of model {name}")
+        return [statuses[v] for v in sorted(statuses, reverse=True)]
+
+    @staticmethod
+    def _label_version(model: _Model, label: str) -> int:
+        version = model.entry.labels.get(label)
+        if version is None:
+            raise invalid_argument(f"Unrecognized servable version label: {label}")
+        return version
+
+
+def _scan(base_path: str) -> dict[int, Fingerprint]:
+    """Integer-named version dirs holding a saved_model.pb(txt), with a fingerprint of their files."""
+    try:
+        names = os.listdir(base_path)
+    except OSError:
+        return {}
+    versions = {}
+    for name in names:
+        path = os.path.join(base_path, name)
+        if not name.isdigit() or not os.path.isdir(path):
+            continue
+        if not any(os.path.exists(os.path.join(path, f)) for f in ("saved_model.pb", "saved_model.pbtxt")):
+            continue
+        versions[int(name)] = _fingerprint(path)
+    return versions
+
+
+def _fingerprint(path: str) -> Fingerprint:
+    entries = []
+    for root, _, files in os.walk(path):
+        for file_name in files:
+            full = os.path.join(root, file_name)
+            try:
+                stat = os.stat(full)
+            except OSError:  # vanished mid-scan: the version is still changing
+                continue
+            entries.append((os.path.relpath(full, path), stat.st_size, stat.st_mtime_ns))
+    return tuple(sorted(entries))

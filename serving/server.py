@@ -1,0 +1,99 @@
+"""Assembles and runs the model server: manager, batching, REST and gRPC, until a signal."""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from serving.batching import BatchingParameters, Batcher, parse_batching_parameters
+from serving.config import ModelEntry, load_model_config_file, single_model
+from serving.grpc_server import start_grpc_server
+from serving.inference import InferenceService
+from serving.manager import ModelManager
+from serving.rest import RestApi, RestServer
+
+log = logging.getLogger("serving")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM/SIGINT; returns the process exit code."""
+    try:
+        entries = _entries(args)
+        batching = _batching(args)
+    except (OSError, ValueError) as error:
+        log.error("invalid configuration: %s", error)
+        return 2
+    for entry in entries:
+        log.info("Model %s: base path %s, version policy %s, labels %s",
+                 entry.name, entry.base_path, entry.policy.describe(), dict(entry.labels) or "none")
+
+    manager = ModelManager(entries, args.file_system_poll_wait_seconds)
+    manager.start()
+    batcher = Batcher(batching) if batching else None
+    service = InferenceService(batcher)
+    stopping = threading.Event()
+    rest_server = None
+    try:
+        if args.rest_api_port:
+            rest_server = RestServer(args.host, args.rest_api_port, RestApi(manager, service),
+                                     args.rest_api_max_body_bytes)
+        grpc_server = start_grpc_server(args.host, args.port, manager, service, args.grpc_max_threads)
+    except OSError as error:
+        log.error("cannot start the server: %s", error)
+        if rest_server is not None:
+            rest_server.server_close()
+        manager.stop()
+        return 1
+    log.info("Running gRPC ModelServer at %s:%d", args.host, args.port)
+    if rest_server is not None:
+        threading.Thread(target=rest_server.serve_forever, name="rest", daemon=True).start()
+        log.info("Exporting HTTP/REST API at %s:%d", args.host, args.rest_api_port)
+    if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
+        threading.Thread(target=_reload_config, args=(args, manager, entries, stopping),
+                         name="config-reloader", daemon=True).start()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    stopping.wait()
+    log.info("Shutting down")
+    if rest_server is not None:
+        rest_server.shutdown()
+        rest_server.server_close()
+    grpc_server.stop(grace=2).wait()
+    manager.stop()
+    if batcher is not None:
+        batcher.stop()
+    return 0
+
+
+def _entries(args: argparse.Namespace) -> list[ModelEntry]:
+    if bool(args.model_config_file) == bool(args.model_base_path):
+        raise ValueError("give exactly one of --model_base_path or --model_config_file")
+    if args.model_config_file:
+        return load_model_config_file(args.model_config_file)
+    return single_model(args.model_name, args.model_base_path)
+
+
+def _batching(args: argparse.Namespace) -> BatchingParameters | None:
+    if not args.enable_batching:
+        return None
+    if args.batching_parameters_file:
+        with open(args.batching_parameters_file, encoding="utf-8") as handle:
+            return parse_batching_parameters(handle.read())
+    return BatchingParameters()
+
+
+def _reload_config(args: argparse.Namespace, manager: ModelManager, current: list[ModelEntry],
+                   stopping: threading.Event) -> None:
+    """Re-read --model_config_file periodically and apply it when it changed."""
+    while not stopping.wait(args.model_config_file_poll_wait_seconds):
+        try:
+            entries = load_model_config_file(args.model_config_file)
+        except (OSError, ValueError) as error:
+            log.error("keeping the previous model config: %s", error)
+            continue
+        if entries != current:
+            log.info("model config changed: %s", [entry.name for entry in entries])
+            manager.update_entries(entries)
+            current = entries
