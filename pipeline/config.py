@@ -33,7 +33,7 @@ class PipelineConfig:
     """Everything about a run that is not a property of the data set."""
 
     home: pathlib.Path = PROJECT_ROOT / "runs"
-    serving_dir: pathlib.Path = PROJECT_ROOT / "serving_models"
+    serving_dir: pathlib.Path | str = PROJECT_ROOT / "serving_models"  # str: a URI (gs://, s3://, volume path)
     input_base: str | None = None          # overrides the spec's data folder (e.g. a sample)
     trainer: str | None = None             # keras | estimator | premade; None = spec default
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)  # overrides spec.model
@@ -45,12 +45,17 @@ class PipelineConfig:
     seed: int = DEFAULT_SEED
     pipeline_root: str | None = None       # a URI (gs://, s3://, volume path) for remote runners
     metadata_path: pathlib.Path | None = None
+    local_metadata: bool = True            # False on Kubeflow: its runners bring the cluster's ML Metadata
+    schema_file: str | None = None         # overrides spec.schema_path (e.g. the path inside a container image)
 
     def root_for(self, spec: DatasetSpec) -> str:
         return self.pipeline_root or str(self.home / spec.name / "pipeline_root")
 
     def metadata_for(self, spec: DatasetSpec) -> pathlib.Path:
         return self.metadata_path or self.home / spec.name / "metadata.sqlite"
+
+    def schema_for(self, spec: DatasetSpec) -> str:
+        return self.schema_file or str(spec.schema_path)
 
     def serving_dir_for(self, spec: DatasetSpec) -> str:
         return str(self.serving_dir / spec.name) if isinstance(self.serving_dir, pathlib.Path) \

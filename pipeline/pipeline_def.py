@@ -45,7 +45,7 @@ def user_code_config(spec: DatasetSpec, config: PipelineConfig) -> dict[str, Any
 def create_pipeline(spec: DatasetSpec, config: PipelineConfig) -> tfx.dsl.Pipeline:
     example_gen = make_example_gen(spec, config)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_importer = tfx.components.ImportSchemaGen(schema_file=str(spec.schema_path))
+    schema_importer = tfx.components.ImportSchemaGen(schema_file=config.schema_for(spec))
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_importer.outputs["schema"])
     validation_gate = ValidationGate(anomalies=example_validator.outputs["anomalies"],
@@ -89,5 +89,5 @@ def create_pipeline(spec: DatasetSpec, config: PipelineConfig) -> tfx.dsl.Pipeli
                     transform, trainer, latest_blessed_model, evaluator, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            str(config.metadata_for(spec))),
+            str(config.metadata_for(spec))) if config.local_metadata else None,
         beam_pipeline_args=list(config.beam_args))
