@@ -92,9 +92,12 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "query":
         return _query(args)
+    if bool(args.model_config_file) == bool(args.model_base_path):
+        parser.error("serve needs exactly one of --model_base_path or --model_config_file")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out of the log
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from serving.server import run

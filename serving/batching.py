@@ -35,6 +35,7 @@ class BatchingParameters:
 
 def parse_batching_parameters(text: str) -> BatchingParameters:
     """Read TF Serving's batching_parameters text format (`max_batch_size { value: 64 }`)."""
+    text = re.sub(r"#.*", "", text)
     fields = {name: int(value) for name, value in re.findall(r"(\w+)\s*\{\s*value:\s*(\d+)\s*\}", text)}
     known = {field.name for field in dataclasses.fields(BatchingParameters)}
     ignored = sorted(fields.keys() - known)

@@ -70,7 +70,7 @@ class RestClient:
                 status = self.model_status(model)
                 if any(v["state"] == "AVAILABLE" for v in status["model_version_status"]):
                     return status
-            except (OSError, ServingHTTPError) as error:
+            except (OSError, http.client.HTTPException, ServingHTTPError) as error:
                 last_error = error
             time.sleep(0.2)
         raise TimeoutError(f"model {model} not available at {self.host}:{self.port} "
@@ -98,11 +98,14 @@ class RestClient:
                 connection.request(method, path, body=payload, headers=headers)
                 response = connection.getresponse()
                 data = response.read()
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            except (ConnectionResetError, BrokenPipeError):
                 self.close()
                 if attempt == 2:
                     raise
                 continue
+            except (OSError, http.client.HTTPException):
+                self.close()  # the connection is in an unknown state: never reuse it
+                raise
             if response.will_close:
                 self.close()
             break

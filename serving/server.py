@@ -68,8 +68,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _entries(args: argparse.Namespace) -> list[ModelEntry]:
-    if bool(args.model_config_file) == bool(args.model_base_path):
-        raise ValueError("give exactly one of --model_base_path or --model_config_file")
     if args.model_config_file:
         return load_model_config_file(args.model_config_file)
     return single_model(args.model_name, args.model_base_path)
