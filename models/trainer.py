@@ -6,11 +6,13 @@ from typing import Any, Callable, Mapping
 import tensorflow as tf
 from tfx import v1 as tfx
 
-from models import keras_trainer
+from models import estimator_trainer, keras_trainer, premade_trainer
 from pipeline.specs import DatasetSpec
 
 TrainFn = Callable[[tfx.components.FnArgs, DatasetSpec, Mapping[str, Any]], None]
 TRAINER_MODES: dict[str, TrainFn] = {"keras": keras_trainer.train}
+TRAINER_MODES["estimator"] = estimator_trainer.train
+TRAINER_MODES["premade"] = premade_trainer.train
 
 
 def set_seeds(seed: int) -> None:

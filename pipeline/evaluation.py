@@ -61,4 +61,15 @@ def make_eval_config(spec: DatasetSpec, overrides: Mapping[str, Mapping[str, flo
         model_specs=[tfma.ModelSpec(signature_name="serving_tf_example", label_key=spec.label,
                                     prediction_key=eval_prediction_key(spec))],
         slicing_specs=[tfma.SlicingSpec()],
-        metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics)] + per_class_metrics_specs(spec))
+
+
+def per_class_metrics_specs(spec: DatasetSpec) -> list[tfma.MetricsSpec]:
+    """`evaluation.per_class_metrics` (e.g. [Recall]): each metric once per class, one-vs-rest."""
+    names = spec.evaluation.get("per_class_metrics", [])
+    if not names:
+        return []
+    if spec.task != "multiclass_classification":
+        raise ValueError(f"{spec.name}: evaluation.per_class_metrics needs a multiclass_classification task")
+    return [tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name=name) for name in names],
+                             binarize=tfma.BinarizationOptions(class_ids={"values": list(range(spec.num_classes))}))]

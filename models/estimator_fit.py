@@ -1,0 +1,72 @@
+"""Training loop shared by the Estimator trainer modes: epochs, early stopping, best checkpoint.
+
+Mirrors the Keras mode's `EarlyStopping(restore_best_weights=True)`: evaluate
+after every epoch, stop after `early_stopping_patience` epochs without a lower
+eval loss, and export the best checkpoint rather than the last.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Callable, Mapping
+
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+
+from models.keras_trainer import make_dataset
+from models.strategies import make_strategy
+from pipeline.specs import DatasetSpec
+
+log = logging.getLogger(__name__)
+
+InputFn = Callable[[], tf.data.Dataset]
+
+
+def run_config(fn_args: tfx.components.FnArgs, hparams: Mapping[str, Any]) -> tf.estimator.RunConfig:
+    """Seeded config; checkpoints (one at the end of every `train` call, i.e. every epoch)
+    in the run dir, kept long enough to restore the best one."""
+    name = hparams.get("strategy", "default")
+    strategy = None if name == "default" else make_strategy(name, hparams.get("tpu"))
+    return tf.estimator.RunConfig(
+        model_dir=fn_args.model_run_dir, tf_random_seed=int(hparams["seed"]), train_distribute=strategy,
+        save_summary_steps=100,
+        keep_checkpoint_max=int(hparams.get("early_stopping_patience", 5)) + 2, log_step_count_steps=1000)
+
+
+def input_fns(fn_args: tfx.components.FnArgs, spec: DatasetSpec, tf_transform_output: tft.TFTransformOutput,
+              hparams: Mapping[str, Any]) -> tuple[InputFn, InputFn]:
+    """One shuffled epoch of the transformed train split, one pass of the eval split."""
+    batch_size, seed = int(hparams.get("batch_size", 32)), int(hparams["seed"])
+
+    def train_input_fn() -> tf.data.Dataset:
+        return make_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, spec,
+                            batch_size, seed, shuffle=True)
+
+    def eval_input_fn() -> tf.data.Dataset:
+        return make_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, spec,
+                            batch_size, seed, shuffle=False)
+    return train_input_fn, eval_input_fn
+
+
+def fit(estimator: tf.estimator.Estimator, train_input_fn: InputFn, eval_input_fn: InputFn,
+        hparams: Mapping[str, Any]) -> str:
+    """Trains epoch by epoch with early stopping on eval loss; returns the best checkpoint."""
+    epochs, patience = int(hparams.get("epochs", 10)), int(hparams.get("early_stopping_patience", 5))
+    best_loss, best_checkpoint, waited = math.inf, None, 0
+    for epoch in range(1, epochs + 1):
+        estimator.train(train_input_fn)
+        metrics = estimator.evaluate(eval_input_fn)
+        loss = float(metrics["loss"])
+        log.info("epoch %d/%d: eval loss %.4f (best %.4f)", epoch, epochs, loss, best_loss)
+        if loss < best_loss:
+            best_loss, best_checkpoint, waited = loss, estimator.latest_checkpoint(), 0
+        else:
+            waited += 1
+            if waited >= patience:
+                log.info("early stopping after epoch %d; best eval loss %.4f", epoch, best_loss)
+                break
+    if best_checkpoint is None:
+        raise RuntimeError(f"training produced no usable checkpoint (eval loss {loss}); "
+                           "lower model.learning_rate or check the data for extreme values")
+    return best_checkpoint
