@@ -9,7 +9,7 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from models import signatures, tabular
+from models import signatures, tabular, vision
 from models.strategies import make_strategy
 from pipeline.specs import DatasetSpec
 
@@ -44,6 +44,12 @@ def train(fn_args: tfx.components.FnArgs, spec: DatasetSpec, hparams: Mapping[st
                                          restore_best_weights=True),
         tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
     ]
-    model.fit(train_ds, validation_data=eval_ds, epochs=int(hparams.get("epochs", 10)),
-              callbacks=callbacks, verbose=2)
+    history = model.fit(train_ds, validation_data=eval_ds, epochs=int(hparams.get("epochs", 10)),
+                        callbacks=callbacks, verbose=2)
+    with strategy.scope():
+        fine_tune_epochs = vision.unfreeze_for_fine_tuning(model, spec, hparams)
+    if fine_tune_epochs:  # transfer learning's second phase (VGG16 last block, lower learning rate)
+        done = len(history.epoch)
+        model.fit(train_ds, validation_data=eval_ds, initial_epoch=done, epochs=done + fine_tune_epochs,
+                  callbacks=callbacks, verbose=2)
     signatures.export_keras_model(model, spec, tf_transform_output, fn_args.serving_model_dir)

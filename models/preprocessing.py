@@ -11,6 +11,7 @@ from typing import Any, Mapping
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from models import images
 from pipeline.specs import DatasetSpec
 
 OOV_BUCKETS = 1
@@ -37,7 +38,7 @@ def transform_label(spec: DatasetSpec, label: tf.Tensor) -> tf.Tensor:
 
 
 def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]) -> dict[str, tf.Tensor]:
-    """z-score numeric features, vocabulary-encode categorical ones, pass the label."""
+    """z-score numeric features, vocabulary-encode categorical ones, decode images, pass the label."""
     spec = DatasetSpec.from_dict(custom_config["spec"])
     outputs: dict[str, tf.Tensor] = {}
     for name in spec.numeric_features:
@@ -45,6 +46,9 @@ def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]
     for name in spec.categorical_features:
         outputs[name] = tft.compute_and_apply_vocabulary(
             _dense(inputs[name]), num_oov_buckets=OOV_BUCKETS, vocab_filename=vocabulary_name(name))
+    if spec.image_feature:
+        options = images.ImageOptions.from_model({**spec.model, **custom_config.get("hparams", {})})
+        outputs[spec.image_feature] = images.preprocess_images(_dense(inputs[spec.image_feature]), options)
     if spec.label in inputs:
         outputs[spec.label] = transform_label(spec, _dense(inputs[spec.label]))
     return outputs

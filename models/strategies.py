@@ -1,8 +1,17 @@
 """Distribution strategies for the Trainer; models are built under `strategy.scope()`."""
 from __future__ import annotations
 
+import concurrent.futures
+import glob
+import importlib.util
+import os
+import socket
+from typing import Callable, TypeVar
+
 import tensorflow as tf
 
+T = TypeVar("T")
+TPU_CONNECT_TIMEOUT_S = 30
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")
 
 
@@ -23,12 +32,54 @@ def make_strategy(name: str = "default", tpu: str | None = None) -> tf.distribut
 
 
 def _tpu_strategy(address: str | None) -> tf.distribute.Strategy:
-    """Connects to a TPU or fails at once with what to do (never hangs)."""
-    try:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address or "")
-    except (ValueError, RuntimeError) as e:
-        raise StrategyError(f"--strategy tpu: no TPU found ({e}); on Cloud TPU VMs pass --tpu local, "
-                            "elsewhere --tpu grpc://HOST:8470, or choose another --strategy") from e
+    """Connects to a TPU or fails at once with what to do (never hangs).
+
+    No address: $TPU_NAME, or a TPU attached to this VM (`--tpu local`), else
+    an error, without contacting the GCE metadata server. `grpc://HOST:PORT`: the port must
+    accept a TCP connection within TPU_CONNECT_TIMEOUT_S first, since TF would otherwise wait
+    for the worker indefinitely. A TPU name is resolved through the Cloud TPU API, bounded
+    by the same timeout.
+    """
+    address = address or os.environ.get("TPU_NAME") or ("local" if _tpu_attached() else None)
+    if not address:
+        raise StrategyError("--strategy tpu: no TPU is attached to this machine and no --tpu address was given; "
+                            "on a Cloud TPU VM pass --tpu local, for a TPU node --tpu NAME or "
+                            "--tpu grpc://HOST:8470, or choose another --strategy")
+    if address.startswith("grpc://"):
+        _check_reachable(address)
+    resolver = _bounded(lambda: tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address),
+                        f"resolving TPU {address!r}")
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
+
+
+def _tpu_attached() -> bool:
+    """A Cloud TPU VM: TPU device files and the libtpu runtime (VFIO alone can be a GPU passthrough)."""
+    devices = glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*")
+    return bool(devices) and importlib.util.find_spec("libtpu") is not None
+
+
+def _check_reachable(address: str) -> None:
+    host, _, port = address[len("grpc://"):].rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=TPU_CONNECT_TIMEOUT_S):
+            pass
+    except (OSError, ValueError) as e:
+        raise StrategyError(f"--strategy tpu: no TPU answers at {address} ({e}); check the address and that "
+                            "the TPU is running, or choose another --strategy") from e
+
+
+def _bounded(fn: Callable[[], T], what: str) -> T:
+    """Runs `fn` with a time limit; the Cloud TPU client has no timeouts of its own."""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(fn).result(timeout=TPU_CONNECT_TIMEOUT_S)
+    except concurrent.futures.TimeoutError as e:
+        raise StrategyError(f"--strategy tpu: {what} took over {TPU_CONNECT_TIMEOUT_S} s; check the TPU name, "
+                            "zone and project, or pass --tpu grpc://HOST:8470") from e
+    except (ValueError, RuntimeError, OSError) as e:
+        raise StrategyError(f"--strategy tpu: {what} failed ({e}); on Cloud TPU VMs pass --tpu local, "
+                            "elsewhere --tpu grpc://HOST:8470, or choose another --strategy") from e
+    finally:
+        pool.shutdown(wait=False)

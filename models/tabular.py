@@ -6,7 +6,7 @@ from typing import Any, Mapping
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models import heads
+from models import heads, vision
 from models.preprocessing import OOV_BUCKETS, vocabulary_name
 from pipeline.specs import DatasetSpec
 
@@ -39,7 +39,8 @@ def build_mlp(spec: DatasetSpec, tf_transform_output: tft.TFTransformOutput,
     return heads.compile_for_task(model, spec, float(hparams.get("learning_rate", 1e-3)))
 
 
-BUILDERS = {"mlp": build_mlp}
+# One registry for every trainer mode: tabular and image (models.vision) builders.
+BUILDERS = {"mlp": build_mlp, **vision.BUILDERS}
 
 
 def build_model(spec: DatasetSpec, tf_transform_output: tft.TFTransformOutput,

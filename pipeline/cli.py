@@ -30,6 +30,14 @@ def parse_threshold(text: str) -> tuple[str, dict[str, float]]:
     raise argparse.ArgumentTypeError(f"{text!r}: expected METRIC>=VALUE or METRIC<=VALUE, e.g. AUC>=0.85")
 
 
+def parse_image_size(text: str) -> list[int]:
+    """`32x32` -> [32, 32] (height, width)."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HEIGHTxWIDTH, e.g. 32x32")
+    return [int(p) for p in parts]
+
+
 def add_dataset_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, metavar="NAME",
                         help=f"data set spec in pipeline/datasets/ (one of: {', '.join(available_datasets())})")
@@ -48,6 +56,9 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
                         help="tf.distribute strategy for training (default: %(default)s)")
     parser.add_argument("--tpu", metavar="ADDRESS", help="TPU name or grpc://HOST:PORT for --strategy tpu")
     parser.add_argument("--epochs", type=int, help="override the spec's model.epochs")
+    parser.add_argument("--builder", help="override the spec's model.builder (e.g. mlp, cnn, vgg16)")
+    parser.add_argument("--image-size", type=parse_image_size, metavar="HxW",
+                        help="override the spec's model.image_size for image data sets, e.g. 32x32")
     parser.add_argument("--threshold", action="append", type=parse_threshold, default=[], metavar="METRIC>=VALUE",
                         help="override a blessing threshold, e.g. AUC>=0.8 (repeatable)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default: %(default)s)")
@@ -57,7 +68,8 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-    hparams = {"epochs": args.epochs} if args.epochs else {}
+    overrides = {"epochs": args.epochs, "builder": args.builder, "image_size": args.image_size}
+    hparams = {key: value for key, value in overrides.items() if value}
     return PipelineConfig(
         home=args.home.resolve(), serving_dir=args.serving_dir.resolve(),
         input_base=str(pathlib.Path(args.data_dir).resolve()) if args.data_dir else None,

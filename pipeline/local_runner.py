@@ -11,7 +11,7 @@ from tfx import v1 as tfx
 
 from pipeline import metadata
 from pipeline.config import PipelineConfig
-from pipeline.pipeline_def import create_pipeline
+from pipeline.pipeline_def import create_pipeline, describe_source
 from pipeline.specs import DatasetSpec
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def run_local(spec: DatasetSpec, config: PipelineConfig) -> RunReport:
     """Runs the whole pipeline; raises the failing component's error (e.g. DataAnomalyError)."""
     config.metadata_for(spec).parent.mkdir(parents=True, exist_ok=True)
     log.info("Running pipeline %r (trainer %s) with data from %s", spec.name,
-             config.trainer or spec.default_trainer, config.input_base_for(spec))
+             config.trainer or spec.default_trainer, describe_source(spec, config))
     started = time.monotonic()
     tfx.orchestration.LocalDagRunner().run(create_pipeline(spec, config))
     return summarize(spec, config, time.monotonic() - started)

@@ -5,13 +5,16 @@ KubeflowDagRunner / KubeflowV2DagRunner on a cluster.
 """
 from __future__ import annotations
 
+import pathlib
 from typing import Any
 
 from tfx import v1 as tfx
 from tfx.proto import example_gen_pb2
 
 from components.csv_example_gen import CsvExampleGen
+from components.tfds_example_gen import TfdsExampleGen
 from components.validation_gate import ValidationGate
+from models.images import TRANSFORM_HPARAMS
 from pipeline import evaluation
 from pipeline.config import PipelineConfig, code_fingerprint
 from pipeline.specs import DatasetSpec
@@ -35,7 +38,31 @@ def make_example_gen(spec: DatasetSpec, config: PipelineConfig) -> tfx.types.Bas
             config.input_base_for(spec), pattern=source.get("pattern", "*"),
             delimiter=source.get("delimiter", ","), drop_columns=source.get("drop_columns", ()),
             file_feature=source.get("file_feature"), output_config=split_config(spec))
-    raise ValueError(f"{spec.name}: source.kind {kind!r} is not supported; use csv")
+    if kind == "tfds":
+        return TfdsExampleGen(
+            source["name"], source["splits"], {spec.image_feature: source.get("image_key", "image"),
+                                               spec.label: source.get("label_key", "label")},
+            spec.label, version=source.get("version"), data_dir=tfds_data_dir(spec, config),
+            module=source.get("module"), label_names=spec.label_names)
+    raise ValueError(f"{spec.name}: source.kind {kind!r} is not supported; use csv or tfds")
+
+
+def tfds_data_dir(spec: DatasetSpec, config: PipelineConfig) -> str | None:
+    """--data-dir, else the spec's source.data_dir, else TFDS's default (~/tensorflow_datasets)."""
+    data_dir = config.input_base or spec.source.get("data_dir")
+    return str(pathlib.Path(data_dir).expanduser()) if data_dir and "://" not in data_dir else data_dir
+
+
+def describe_source(spec: DatasetSpec, config: PipelineConfig) -> str:
+    """Where the data comes from, for messages and logs."""
+    if spec.source.get("kind") == "tfds":
+        return f"TFDS {spec.source['name']} (data_dir {tfds_data_dir(spec, config) or 'TFDS default'})"
+    return f"{config.input_base_for(spec)}/{spec.source.get('pattern', '*')}"
+
+
+def transform_hparams(hparams: dict[str, Any]) -> dict[str, Any]:
+    """Run overrides the Transform must see too (image size/backbone), and only those (cache)."""
+    return {key: value for key, value in hparams.items() if key in TRANSFORM_HPARAMS}
 
 
 def user_code_config(spec: DatasetSpec, config: PipelineConfig) -> dict[str, Any]:
@@ -49,12 +76,12 @@ def create_pipeline(spec: DatasetSpec, config: PipelineConfig) -> tfx.dsl.Pipeli
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_importer.outputs["schema"])
     validation_gate = ValidationGate(anomalies=example_validator.outputs["anomalies"],
-                                     source=f"{config.input_base_for(spec)}/{spec.source.get('pattern', '*')}")
+                                     source=describe_source(spec, config))
 
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_importer.outputs["schema"],
         preprocessing_fn="models.preprocessing.preprocessing_fn",
-        custom_config=user_code_config(spec, config))
+        custom_config={**user_code_config(spec, config), "hparams": transform_hparams(config.trainer_hparams(spec))})
     transform.add_upstream_node(validation_gate)
 
     trainer = tfx.components.Trainer(
@@ -83,7 +110,7 @@ def create_pipeline(spec: DatasetSpec, config: PipelineConfig) -> tfx.dsl.Pipeli
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir_for(spec))))
 
     return tfx.dsl.Pipeline(
-        pipeline_name=spec.name,
+        pipeline_name=config.pipeline_name or spec.name,
         pipeline_root=config.root_for(spec),
         components=[example_gen, statistics_gen, schema_importer, example_validator, validation_gate,
                     transform, trainer, latest_blessed_model, evaluator, pusher],

@@ -1,0 +1,130 @@
+"""TfdsExampleGen: any TensorFlow Datasets data set as tf.Examples, through Beam.
+
+Each output split (train, eval) reads one TFDS split expression, e.g. fashion_mnist
+`train` / `test`, or `train[:80%]` / `train[80%:]` for cats_vs_dogs, which has only
+`train`. Images are written as their stored encoded bytes (PNG or JPEG, read with
+`SkipDecoding`, so nothing is re-encoded or lost) and the Transform graph decodes
+them; labels as int64. `data_dir` points at pre-downloaded data; without internet
+or a filled data_dir, `download_and_prepare` fails with TFDS's own message.
+Under `tfds.testing.mock_data` the reads return TFDS's fake examples (the tests
+run the executor in-process with DirectRunner in_memory, where the patch applies).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Iterable, Mapping
+
+import apache_beam as beam
+import numpy as np
+import tensorflow as tf
+from google.protobuf import struct_pb2
+from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.components.example_gen.component import QueryBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import example_gen_pb2
+
+from components.csv_example_gen import decode_options
+
+
+class TfdsSourceError(ValueError):
+    """The TFDS data set, its splits or its features do not match the spec."""
+
+
+def load_builder(options: Mapping[str, Any]):
+    """The TFDS builder named by the options; imports `module` first (project-defined data sets)."""
+    import tensorflow_datasets as tfds  # heavy; only where a TFDS source is used
+    if options.get("module"):
+        importlib.import_module(options["module"])
+    name = options["name"] + (f":{options['version']}" if options.get("version") else "")
+    try:
+        return tfds.builder(name, data_dir=options.get("data_dir") or None)
+    except tfds.core.registered.DatasetNotFoundError as e:
+        raise TfdsSourceError(f"TFDS has no data set {name!r} ({e}); check source.name/version in the spec") from e
+
+
+def check_label_names(builder, label_key: str, expected: list[str]) -> None:
+    """The spec's label_names are what the served model answers: they must be TFDS's class names."""
+    names = list(getattr(builder.info.features[label_key], "names", []) or [])
+    if expected and names and names != expected:
+        raise TfdsSourceError(f"{builder.name}: spec label_names {expected} differ from the TFDS class names "
+                              f"{names}; copy the TFDS names into the spec")
+
+
+def to_feature(value: Any) -> tf.train.Feature:
+    value = np.asarray(value)
+    if value.dtype.kind in "SO":
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[bytes(v) for v in value.reshape(-1)]))
+    if value.dtype.kind in "iub":
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=value.reshape(-1).astype(np.int64)))
+    if value.dtype.kind == "f":
+        return tf.train.Feature(float_list=tf.train.FloatList(value=value.reshape(-1)))
+    raise TfdsSourceError(f"cannot write a TFDS value of dtype {value.dtype} to a tf.Example")
+
+
+class _ReadSplit(beam.DoFn):
+    """Reads one TFDS split expression and yields tf.Examples with the selected features."""
+
+    def __init__(self, options: Mapping[str, Any]):
+        self._options = dict(options)
+
+    def process(self, split: str) -> Iterable[tf.train.Example]:
+        import tensorflow_datasets as tfds
+        options = self._options
+        features = options["features"]  # output feature name -> TFDS feature key
+        builder = load_builder(options)
+        builder.download_and_prepare()
+        check_label_names(builder, features[options["label_feature"]], options.get("label_names", []))
+        missing = sorted(set(features.values()) - set(builder.info.features.keys()))
+        if missing:
+            raise TfdsSourceError(f"{builder.name} has no features {missing}; it has {sorted(builder.info.features)}")
+        image_keys = [key for key in features.values()
+                      if isinstance(builder.info.features[key], tfds.features.Image)]
+        dataset = builder.as_dataset(split=split, shuffle_files=False,
+                                     decoders={key: tfds.decode.SkipDecoding() for key in image_keys})
+        for record in dataset.as_numpy_iterator():
+            yield tf.train.Example(features=tf.train.Features(
+                feature={name: to_feature(record[key]) for name, key in features.items()}))
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+@beam.typehints.with_output_types(tf.train.Example)
+def _TfdsToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],
+                   split_pattern: str) -> beam.pvalue.PCollection:
+    return (pipeline
+            | "Split" >> beam.Create([split_pattern])
+            | "Read" >> beam.ParDo(_ReadSplit(decode_options(exec_properties)))
+            | "Spread" >> beam.Reshuffle())
+
+
+class Executor(BaseExampleGenExecutor):
+    """Beam executor: one TFDS split expression per output split."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        return _TfdsToExample
+
+
+def TfdsExampleGen(name: str, splits: Mapping[str, str], features: Mapping[str, str], label_feature: str, *,
+                   version: str | None = None, data_dir: str | None = None, module: str | None = None,
+                   label_names: Iterable[str] = ()) -> QueryBasedExampleGen:
+    """ExampleGen over TFDS data set `name`.
+
+    splits: output split -> TFDS split expression, e.g. {"train": "train[:80%]", "eval": "train[80%:]"};
+    features: output feature name -> TFDS feature key, e.g. {"image": "image", "label": "label"};
+    label_feature: the output name of the label (its TFDS class names are checked against label_names);
+    module: a module to import that registers a project-defined TFDS builder.
+    """
+    if set(splits) != {"train", "eval"}:
+        raise TfdsSourceError(f"source.splits must map exactly train and eval to TFDS splits, got {dict(splits)}")
+    options = struct_pb2.Struct()
+    options.update({"name": name, "version": version or "", "data_dir": data_dir or "", "module": module or "",
+                    "features": dict(features), "label_feature": label_feature,
+                    "label_names": list(label_names)})
+    custom_config = example_gen_pb2.CustomConfig()
+    custom_config.custom_config.Pack(options)
+    return QueryBasedExampleGen(
+        input_config=example_gen_pb2.Input(splits=[
+            example_gen_pb2.Input.Split(name=output, pattern=tfds_split) for output, tfds_split in splits.items()]),
+        output_config=example_gen_pb2.Output(),
+        custom_config=custom_config,
+        custom_executor_spec=executor_spec.BeamExecutorSpec(Executor)).with_id("TfdsExampleGen")
