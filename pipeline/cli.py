@@ -179,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extensions() -> list[Callable]:
     """Sub-command groups living in their own modules (e.g. Kubeflow)."""
-    return []
+    from pipeline import kubeflow_cli
+    return [kubeflow_cli.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

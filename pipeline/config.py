@@ -47,6 +47,7 @@ class PipelineConfig:
     metadata_path: pathlib.Path | None = None
     local_metadata: bool = True            # False on Kubeflow: its runners bring the cluster's ML Metadata
     schema_file: str | None = None         # overrides spec.schema_path (e.g. the path inside a container image)
+    pipeline_name: str | None = None       # overrides spec.name (KFP v2 allows only [a-z0-9-] names)
 
     def root_for(self, spec: DatasetSpec) -> str:
         return self.pipeline_root or str(self.home / spec.name / "pipeline_root")
