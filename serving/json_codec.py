@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
 from typing import Any, Callable, Mapping
@@ -133,6 +134,9 @@ def _from_instances(instances: list, infos: Mapping) -> dict[str, np.ndarray]:
 
 
 def _add_item(item: Any, name: str, dtype: int, shapes: dict, out: list) -> None:
+    if not isinstance(item, list) and shapes.get(name) == []:
+        out.append(_converter(dtype)(item))  # fast path: the usual scalar feature value
+        return
     shape = _dense_shape(item)
     if name in shapes and shapes[name] != shape:
         size, expected = math.prod(shape), math.prod(shapes[name])
@@ -208,6 +212,7 @@ def _fill(value: Any, level: int, shape: list[int], convert: Callable, out: list
         _fill(item, level + 1, shape, convert, out)
 
 
+@functools.lru_cache(maxsize=None)
 def _converter(dtype: int) -> Callable[[Any], Any]:
     """A function turning one JSON leaf into a value of `dtype`, or raising TF Serving's error."""
     if dtype == types_pb2.DT_STRING:

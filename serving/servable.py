@@ -6,6 +6,7 @@ names must be reported exactly as TF Serving reads them.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -67,6 +68,9 @@ class Servable:
         self.signature_defs = signature_defs
         self._functions = functions
         self._loaded = loaded  # keeps the variables and resources the functions use alive
+        # Decoded once: per-request proto lookups and dtype conversions cost more than the checks.
+        self._input_specs = {key: {name: _InputSpec.of(info) for name, info in signature_defs[key].inputs.items()}
+                             for key in functions if key in signature_defs}
 
     @classmethod
     def load(cls, name: str, version: int, path: str) -> "Servable":
@@ -91,9 +95,10 @@ class Servable:
     def run(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Call a signature on numpy inputs after checking names, dtypes and shapes."""
         key = signature_name or DEFAULT_SIGNATURE
-        signature = self.signature_def(key)
-        tensors = {name: _to_tensor(name, value, signature.inputs) for name, value in inputs.items()}
-        _check_input_names(tensors.keys(), signature.inputs.keys())
+        self.signature_def(key)
+        specs = self._input_specs[key]
+        _check_input_names(inputs.keys(), specs.keys())
+        tensors = {name: specs[name].tensor(name, value) for name, value in inputs.items()}
         try:
             outputs = self._functions[key](**tensors)
         except tf.errors.OpError as error:
@@ -127,24 +132,33 @@ def _check_input_names(sent, expected) -> None:
             f"Missing but required: {{{','.join(sorted(expected - sent))}}}.")
 
 
-def _to_tensor(name: str, value: np.ndarray, infos) -> tf.Tensor:
-    info = infos.get(name)
-    if info is None:
-        return value  # reported by _check_input_names with the full picture
-    expected = tf.dtypes.as_dtype(info.dtype)
-    actual = tf.string if value.dtype.kind in "OSU" else tf.dtypes.as_dtype(value.dtype)
-    if actual != expected:
-        raise invalid_argument(
-            f"Expects arg[{name}] to be {dtype_name(info.dtype)} but "
-            f"{dtype_name(actual.as_datatype_enum)} is provided")
-    shape = shape_of(info)
-    if shape is not None and (
-            len(shape) != value.ndim
-            or any(want >= 0 and want != got for want, got in zip(shape, value.shape))):
-        raise invalid_argument(
-            f"Input {name} has shape {list(value.shape)} but the signature expects "
-            f"{[None if d < 0 else d for d in shape]}")
-    return tf.constant(value, dtype=expected)
+@dataclasses.dataclass(frozen=True)
+class _InputSpec:
+    """What a signature input accepts: dtype, and shape (-1 = any size, None = any rank)."""
+
+    dtype: tf.DType
+    shape: tuple[int, ...] | None
+
+    @classmethod
+    def of(cls, info: meta_graph_pb2.TensorInfo) -> "_InputSpec":
+        shape = shape_of(info)
+        return cls(tf.dtypes.as_dtype(info.dtype), tuple(shape) if shape is not None else None)
+
+    def tensor(self, name: str, value: np.ndarray) -> tf.Tensor:
+        """The input as a tensor, or TF Serving's error if its dtype or shape does not fit."""
+        is_string = value.dtype.kind in "OSU"
+        if is_string != (self.dtype == tf.string) or (not is_string and value.dtype != self.dtype.as_numpy_dtype):
+            actual = tf.string if is_string else tf.dtypes.as_dtype(value.dtype)
+            raise invalid_argument(
+                f"Expects arg[{name}] to be {dtype_name(self.dtype.as_datatype_enum)} but "
+                f"{dtype_name(actual.as_datatype_enum)} is provided")
+        if self.shape is not None and (
+                len(self.shape) != value.ndim
+                or any(want >= 0 and want != got for want, got in zip(self.shape, value.shape))):
+            raise invalid_argument(
+                f"Input {name} has shape {list(value.shape)} but the signature expects "
+                f"{[None if d < 0 else d for d in self.shape]}")
+        return tf.constant(value, dtype=self.dtype)
 
 
 def _dummy(info: meta_graph_pb2.TensorInfo) -> np.ndarray:

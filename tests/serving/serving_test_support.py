@@ -45,20 +45,27 @@ def start_server(args: list[str], log_path: Path, wait_for: list[str], timeout: 
     with open(log_path, "w") as log_file:
         process = subprocess.Popen(command, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT)
     server = ServerProcess(process, rest_port, grpc_port, log_path)
+    try:
+        _wait_available(server, wait_for, timeout)
+    except BaseException:
+        stop_process(process)  # never leave a server behind a failed fixture
+        raise
+    return server
+
+
+def _wait_available(server: ServerProcess, models: list[str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     with server.rest() as client:
-        for model in wait_for:
+        for model in models:
             while True:
-                if process.poll() is not None:
-                    pytest.fail(f"server exited with {process.returncode}:\n{server.log()}")
+                if server.process.poll() is not None:
+                    pytest.fail(f"server exited with {server.process.returncode}:\n{server.log()}")
                 try:
                     client.wait_until_available(model, timeout=1)
                     break
                 except TimeoutError:
                     if time.monotonic() > deadline:
-                        stop_process(process)
                         pytest.fail(f"model {model} never became available:\n{server.log()}")
-    return server
 
 
 def run_in_process(model, instances: list[dict], signature: str = "serving_default") -> dict:

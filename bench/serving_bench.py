@@ -1,0 +1,226 @@
+"""REST serving benchmark: requests/s and p50/p99 at concurrency 1, 8 and 32 vs the in-process floor.
+
+Starts `python -m serving serve --enable_batching` on free local ports over
+`--model-base-path`, sends one-instance predict requests from N client threads
+(one keep-alive connection each), and compares with calling the same SavedModel
+signature in-process, single-threaded: the cost the server adds on top.
+
+    python bench/serving_bench.py --model-base-path serving_models/churn --model-name churn
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from serving.client import RestClient  # noqa: E402 - needs the repo on sys.path
+from serving.demo import free_port, stop_process  # noqa: E402
+
+# The lecture's unseen customer; features a model does not take are dropped.
+UNSEEN_CUSTOMER = {"CreditScore": 615, "Geography": "France", "Gender": "Male", "Age": 22, "Tenure": 5,
+                   "Balance": 20000, "NumOfProducts": 5, "HasCrCard": 1, "IsActiveMember": 1,
+                   "EstimatedSalary": 60000}
+DUMMY_BY_DTYPE = {"DT_STRING": "", "DT_FLOAT": 0.0, "DT_DOUBLE": 0.0}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-base-path", required=True, help="directory with <version>/saved_model.pb")
+    parser.add_argument("--model-name", default="churn", help="model name to serve and query (default churn)")
+    parser.add_argument("--output", default=str(REPO / "bench" / "results" / "serving_churn.json"))
+    parser.add_argument("--requests", type=int, default=3000, help="measured requests per concurrency level")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--signature-name", default="serving_default")
+    return parser.parse_args()
+
+
+def instance_for(metadata: dict, signature: str) -> dict:
+    """The unseen customer restricted to (and completed for) the signature's inputs."""
+    inputs = metadata["metadata"]["signature_def"]["signature_def"][signature]["inputs"]
+    return {name: UNSEEN_CUSTOMER.get(name, DUMMY_BY_DTYPE.get(info["dtype"], 0)) for name, info in inputs.items()}
+
+
+def percentiles(latencies: list[float]) -> dict:
+    values = np.array(latencies) * 1000.0
+    return {"p50_ms": round(float(np.percentile(values, 50)), 3), "p99_ms": round(float(np.percentile(values, 99)), 3)}
+
+
+def in_process_floor(version_dir: str, signature: str, instance: dict, requests: int) -> dict:
+    """One-instance calls of the signature in this process, one thread: the floor REST cannot beat."""
+    import tensorflow as tf
+
+    function = tf.saved_model.load(version_dir).signatures[signature]
+    specs = function.structured_input_signature[1]
+    tensors = {name: tf.constant([instance[name]], dtype=spec.dtype) for name, spec in specs.items()}
+    for _ in range(50):
+        function(**tensors)
+    latencies = []
+    started = time.perf_counter()
+    for _ in range(requests):
+        begin = time.perf_counter()
+        function(**tensors)
+        latencies.append(time.perf_counter() - begin)
+    elapsed = time.perf_counter() - started
+    return {"requests": requests, "requests_per_s": round(requests / elapsed, 1), **percentiles(latencies)}
+
+
+class RawRestConnection:
+    """A minimal keep-alive HTTP/1.1 client sending one pre-built request.
+
+    The benchmark measures the server; http.client's own per-request cost would
+    otherwise take much of the second core and cap the figures at high concurrency.
+    """
+
+    def __init__(self, port: int, path: str, body: bytes):
+        self._socket = socket.create_connection(("127.0.0.1", port), timeout=60)
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        self._pending = b""
+
+    def call(self) -> dict:
+        """Send the request, read the whole answer; raises on a non-200 status."""
+        self._socket.sendall(self._request)
+        data = self._pending
+        while b"\r\n\r\n" not in data:
+            data += self._receive()
+        head, data = data.split(b"\r\n\r\n", 1)
+        length = int(re.search(rb"content-length:\s*(\d+)", head, re.I).group(1))
+        while len(data) < length:
+            data += self._receive()
+        body, self._pending = data[:length], data[length:]
+        status = int(head.split(b" ", 2)[1])
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}: {body[:200]!r}")
+        return json.loads(body)
+
+    def _receive(self) -> bytes:
+        chunk = self._socket.recv(65536)
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        return chunk
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+def rest_level(port: int, model: str, signature: str, instance: dict, concurrency: int, requests: int) -> dict:
+    """`requests` predicts spread over `concurrency` threads, each with its own keep-alive connection."""
+    per_thread = max(1, requests // concurrency)
+    body = json.dumps({"signature_name": signature, "instances": [instance]}).encode()
+    latencies: list[list[float]] = [[] for _ in range(concurrency)]
+    errors: list[str] = []
+    start_line = threading.Barrier(concurrency + 1)
+
+    def client_thread(index: int) -> None:
+        connection = RawRestConnection(port, f"/v1/models/{model}:predict", body)
+        try:
+            for _ in range(20):  # connect and warm up before the clock starts
+                connection.call()
+            start_line.wait()
+            for _ in range(per_thread):
+                begin = time.perf_counter()
+                try:
+                    connection.call()
+                except Exception as error:  # noqa: BLE001 - counted, the run goes on
+                    errors.append(repr(error))
+                latencies[index].append(time.perf_counter() - begin)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=client_thread, args=(i,)) for i in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    start_line.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    flat = [value for values in latencies for value in values]
+    return {"concurrency": concurrency, "requests": len(flat), "errors": len(errors),
+            "requests_per_s": round(len(flat) / elapsed, 1), **percentiles(flat)}
+
+
+def main() -> int:
+    args = parse_args()
+    base_path = os.path.abspath(args.model_base_path)
+    versions = sorted(int(name) for name in os.listdir(base_path) if name.isdigit())
+    if not versions:
+        print(f"no <version>/ directories under {base_path}", file=sys.stderr)
+        return 1
+    load_before = round(os.getloadavg()[0], 2)
+    rest_port, grpc_port = free_port(), free_port()
+    command = [sys.executable, "-m", "serving", "serve", f"--model_name={args.model_name}",
+               f"--model_base_path={base_path}", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
+               "--enable_batching", "--file_system_poll_wait_seconds=0", "--log_level=WARNING"]
+    with tempfile.TemporaryFile(mode="w+") as log_file:
+        server = subprocess.Popen(command, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            with RestClient("127.0.0.1", rest_port) as client:
+                client.wait_until_available(args.model_name, timeout=180)
+                metadata = client.model_metadata(args.model_name)
+            version = int(metadata["model_spec"]["version"])
+            instance = instance_for(metadata, args.signature_name)
+            floor = in_process_floor(os.path.join(base_path, str(version)), args.signature_name, instance,
+                                     args.requests)
+            print(f"in-process: {floor}", flush=True)
+            levels = []
+            for concurrency in args.concurrency:
+                levels.append(rest_level(rest_port, args.model_name, args.signature_name, instance,
+                                         concurrency, args.requests))
+                print(f"REST: {levels[-1]}", flush=True)
+        except Exception:
+            log_file.seek(0)
+            print(log_file.read()[-3000:], file=sys.stderr)
+            raise
+        finally:
+            stop_process(server)
+
+    import tensorflow as tf
+
+    by_concurrency = {level["concurrency"]: level for level in levels}
+    targets = {}
+    if 1 in by_concurrency:
+        targets["rest_p50_c1_within_2ms_of_in_process"] = by_concurrency[1]["p50_ms"] <= floor["p50_ms"] + 2.0
+    if 32 in by_concurrency:
+        targets["rest_rps_c32_at_least_in_process_rate"] = (
+            by_concurrency[32]["requests_per_s"] >= floor["requests_per_s"])
+    result = {
+        "model_name": args.model_name,
+        "model_base_path": base_path,
+        "model_version": version,
+        "signature_name": args.signature_name,
+        "instance": instance,
+        "server": {"command": "python -m serving serve --enable_batching",
+                   "client": "REST over one keep-alive connection per client thread (minimal raw-socket "
+                             "client), one instance per request"},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "tensorflow": tf.__version__,
+                    # Other work on the machine skews every figure: keep the context with them.
+                    "load_average_1m_before": load_before, "load_average_1m_after": round(os.getloadavg()[0], 2)},
+        "in_process": floor,
+        "rest": levels,
+        "targets": targets,
+    }
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {output}")
+    return 0 if all(level["errors"] == 0 for level in levels) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
