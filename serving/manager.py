@@ -63,9 +63,7 @@ class ModelManager:
 
     def start(self) -> None:
         """Load what is on disk now, then keep polling in the background if asked to."""
-        self.poll_once()
-        time.sleep(STARTUP_SETTLE_SECONDS)
-        self.poll_once()
+        self._settled_poll()
         if self._poll_wait > 0:
             self._thread = threading.Thread(target=self._poll_loop, name="model-poller", daemon=True)
             self._thread.start()
@@ -94,6 +92,12 @@ class ModelManager:
                 if name not in models:
                     log.info("model %s removed from config; unloading versions %s", name, sorted(model.serving))
             self._models = models
+        self._settled_poll()
+
+    def _settled_poll(self) -> None:
+        """Two scans a moment apart, so versions already on disk load without waiting for the poller."""
+        self.poll_once()
+        time.sleep(STARTUP_SETTLE_SECONDS)
         self.poll_once()
 
     # -- polling -----------------------------------------------------------------

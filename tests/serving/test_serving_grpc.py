@@ -107,3 +107,20 @@ def test_classify_on_a_predict_only_model_is_invalid_argument(predictions):
         predictions.Classify(request, timeout=30)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "Was: tensorflow/serving/predict" in error.value.details()
+
+
+def test_reload_config_adds_a_model_and_keeps_the_others(server, exports, predictions, models):
+    from google.protobuf import text_format
+    from tensorflow_serving.apis import model_management_pb2
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config_path = next(arg.split("=", 1)[1] for arg in server.process.args if arg.startswith("--model_config_file="))
+    config = text_format.Parse(open(config_path).read(), model_server_config_pb2.ModelServerConfig())
+    added = config.model_config_list.config.add()
+    added.name, added.base_path = "reloaded", str(exports.models / "estimator")
+    request = model_management_pb2.ReloadConfigRequest(config=config)
+    models.HandleReloadConfigRequest(request, timeout=60)
+    with server.rest() as client:
+        assert client.model_status("reloaded")["model_version_status"][0]["state"] == "AVAILABLE"
+        assert client.predict("churn", instances=[UNSEEN_CUSTOMER])["predictions"]
+    predictions.Predict(predict_request("churn", [UNSEEN_CUSTOMER]), timeout=30)
