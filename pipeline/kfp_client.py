@@ -59,7 +59,7 @@ def version_name(pipeline_name: str) -> str:
     return f"{pipeline_name}-{datetime.datetime.now(datetime.timezone.utc):%Y%m%d-%H%M%S}"
 
 
-def recurring_run_request(experiment_id: str, pipeline_id: str, version_id: str, job_name: str,
+def recurring_run_request(experiment_id: str, pipeline_id: str, version_id: str | None, job_name: str,
                           cron: str) -> dict[str, Any]:
     """The `kfp.Client.create_recurring_run` arguments; --dry-run prints the same dict."""
     return {"experiment_id": experiment_id, "job_name": job_name, "cron_expression": cron,
@@ -109,7 +109,7 @@ class KfpSession:
         except ValueError as e:  # kfp.Client's own checks, e.g. two pipelines with one name
             raise KfpError(f"could not {what}: {e}") from None
 
-    def upload(self, package: pathlib.Path, pipeline_name: str, version: str) -> tuple[str, str]:
+    def upload(self, package: pathlib.Path, pipeline_name: str, version: str) -> tuple[str, str | None]:
         """A new pipeline, or a new version when a pipeline of that name exists: (pipeline id, version id)."""
         with self.step(f"look up pipeline {pipeline_name!r}"):
             pipeline_id = self.client.get_pipeline_id(pipeline_name)
@@ -117,7 +117,7 @@ class KfpSession:
             with self.step(f"upload pipeline {pipeline_name!r}"):
                 pipeline = self.client.upload_pipeline(str(package), pipeline_name=pipeline_name)
             self.created.append(Created("pipeline", pipeline.id, pipeline_name))
-            return pipeline.id, pipeline.default_version.id if pipeline.default_version else pipeline.id
+            return pipeline.id, pipeline.default_version.id if pipeline.default_version else None
         with self.step(f"upload version {version!r} of pipeline {pipeline_name!r}"):
             uploaded = self.client.upload_pipeline_version(str(package), version, pipeline_id=pipeline_id)
         self.created.append(Created("pipeline version", uploaded.id, version))
@@ -136,7 +136,7 @@ class KfpSession:
         return experiment.id
 
     def schedule(self, package: pathlib.Path, pipeline_name: str, version: str, experiment: str, job_name: str,
-                 cron: str) -> dict[str, str]:
+                 cron: str) -> dict[str, str | None]:
         pipeline_id, version_id = self.upload(package, pipeline_name, version)
         experiment_id = self.experiment(experiment)
         with self.step(f"create recurring run {job_name!r} (cron {cron!r})"):

@@ -105,9 +105,10 @@ def kfp_package(args: argparse.Namespace) -> Iterator[pathlib.Path]:
         yield compile_from_args(args, "kfp-v1", pathlib.Path(tmp) / f"{args.dataset}.yaml")
 
 
-def describe_package(path: pathlib.Path) -> dict:
+def describe_package(args: argparse.Namespace, path: pathlib.Path) -> dict:
     data = path.read_bytes()
-    return {"path": str(path), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    where = str(path) if args.package else "compiled for this command, then deleted (compile --output keeps one)"
+    return {"path": where, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def talk_to_kfp(args: argparse.Namespace, action) -> int:
@@ -137,7 +138,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     with kfp_package(args) as package:
         if args.dry_run:
             print(json.dumps({
-                "dry_run": True, "host": host, "package": describe_package(package),
+                "dry_run": True, "host": host, "package": describe_package(args, package),
                 "upload": {"pipeline_name": pipeline_name, "version_name": version,
                            "how": f"a new pipeline {pipeline_name!r}, or a new version of it when it exists"},
                 "experiment": {"name": experiment, "how": "reused, or created when missing"},
@@ -154,7 +155,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     run_name = args.run_name or f"{args.dataset}-run"
     with kfp_package(args) as package:
         if args.dry_run:
-            print(json.dumps({"dry_run": True, "host": host, "package": describe_package(package),
+            print(json.dumps({"dry_run": True, "host": host, "package": describe_package(args, package),
                               "experiment": {"name": experiment, "how": "reused, or created when missing"},
                               "run_pipeline": run_request("<experiment id>", run_name, package)}, indent=2))
             return 0

@@ -120,6 +120,18 @@ def test_compile_cli_with_uris_and_a_distributed_beam_runner(tmp_path, capsys):
         assert expected in irs
 
 
+def test_volume_mounts_a_shared_claim_on_every_kfp_v1_step(tmp_path):
+    spec = load_spec("churn")
+    options = ClusterOptions(image=IMAGE, volume="tfx-pvc")
+    path = compile_pipeline(spec, cluster_config(spec, PipelineConfig(), options), options, tmp_path / "churn.yaml")
+    steps = [t for t in yaml.safe_load(path.read_text())["spec"]["templates"] if "container" in t]
+    assert all(t["container"]["volumeMounts"] == [{"mountPath": "/mnt/tfx", "name": "tfx-shared"}] for t in steps)
+    assert all(t["volumes"] == [{"name": "tfx-shared", "persistentVolumeClaim": {"claimName": "tfx-pvc"}}]
+               for t in steps)
+    with pytest.raises(UsageError, match="gs:// URIs"):
+        ClusterOptions(target="kfp-v2", volume="tfx-pvc")
+
+
 def test_dockerfile_base_image_matches_the_installed_tfx_and_the_compiled_layout():
     dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
     assert re.findall(r"^FROM (\S+)", dockerfile, re.M) == [f"tensorflow/tfx:{importlib.metadata.version('tfx')}"]
