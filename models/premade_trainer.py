@@ -31,9 +31,12 @@ def feature_columns(spec: DatasetSpec, tf_transform_output: tft.TFTransformOutpu
 
 def make_estimator(spec: DatasetSpec, tf_transform_output: tft.TFTransformOutput, hparams: Mapping[str, Any],
                    config: tf.estimator.RunConfig) -> tf.estimator.Estimator:
+    learning_rate = float(hparams.get("learning_rate", 1e-3))
+    # A factory, not an instance: every train/evaluate call builds a new graph and
+    # an optimizer's variables belong to the graph that created them.
     common = dict(hidden_units=list(hparams.get("hidden_units", (128, 64, 32))),
                   feature_columns=feature_columns(spec, tf_transform_output),
-                  optimizer=tf.keras.optimizers.legacy.Adam(learning_rate=float(hparams.get("learning_rate", 1e-3))),
+                  optimizer=lambda: tf.keras.optimizers.legacy.Adam(learning_rate=learning_rate),
                   config=config)
     if spec.task == "regression":
         return tf.estimator.DNNRegressor(**common)
