@@ -1,6 +1,7 @@
 """Local predictions from a pushed model: what `python -m pipeline predict` prints."""
 from __future__ import annotations
 
+import base64
 import pathlib
 from typing import Any, Mapping
 
@@ -16,6 +17,16 @@ def latest_version(base: pathlib.Path) -> pathlib.Path:
     return max(versions, key=lambda p: int(p.name))
 
 
+def binary_value(value: Any) -> Any:
+    """TF Serving's REST form of binary strings (e.g. encoded images): {"b64": "<base64>"}."""
+    if isinstance(value, Mapping) and set(value) == {"b64"}:
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"invalid base64 in {{'b64': ...}}: {e}") from e
+    return value
+
+
 def to_inputs(signature: Any, instances: list[Mapping[str, Any]]) -> dict[str, tf.Tensor]:
     """Columns of typed tensors from row-format instances; names the bad or missing input."""
     specs = signature.structured_input_signature[1]
@@ -28,7 +39,7 @@ def to_inputs(signature: Any, instances: list[Mapping[str, Any]]) -> dict[str, t
         if missing:
             raise ValueError(f"instance {missing[0]} lacks input {name!r}")
         try:
-            inputs[name] = tf.constant([row[name] for row in instances], dtype=spec.dtype)
+            inputs[name] = tf.constant([binary_value(row[name]) for row in instances], dtype=spec.dtype)
         except (TypeError, ValueError) as e:
             raise ValueError(f"input {name!r} must be {spec.dtype.name}: {e}") from e
     return inputs

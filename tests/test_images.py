@@ -95,3 +95,11 @@ def test_tpu_strategy_with_an_unreachable_address_fails_fast():
     # A closed loopback port: nothing listens, so the TCP probe is refused at once.
     with pytest.raises(StrategyError, match="no TPU answers at grpc://127.0.0.1"):
         make_strategy("tpu", f"grpc://127.0.0.1:{free_port()}")
+
+
+def test_predict_accepts_rest_b64_binary_strings():
+    from pipeline.predict import binary_value
+    assert binary_value({"b64": "iVBORw=="}) == b"\x89PNG"
+    assert binary_value("plain") == "plain"
+    with pytest.raises(ValueError, match="invalid base64"):
+        binary_value({"b64": "not base64!"})
