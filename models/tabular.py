@@ -31,10 +31,17 @@ def feature_inputs(spec: DatasetSpec, tf_transform_output: tft.TFTransformOutput
 
 def build_mlp(spec: DatasetSpec, tf_transform_output: tft.TFTransformOutput,
               hparams: Mapping[str, Any]) -> tf.keras.Model:
-    """The lecture's MLP: Dense layers with relu, the task's head; compiled with Adam."""
+    """The lecture's MLP: Dense layers with relu, the task's head; compiled with Adam.
+
+    `dropout` (default 0, i.e. the lecture's exact model) adds Dropout after each
+    hidden layer; on churn 0.2 gains a little eval AUC.
+    """
     inputs, x = feature_inputs(spec, tf_transform_output)
+    dropout = float(hparams.get("dropout", 0.0))
     for i, units in enumerate(hparams.get("hidden_units", (128, 64, 32))):
         x = tf.keras.layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
+        if dropout:
+            x = tf.keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
     model = tf.keras.Model(inputs=inputs, outputs=heads.output_layer(spec)(x), name=f"{spec.name}_mlp")
     return heads.compile_for_task(model, spec, float(hparams.get("learning_rate", 1e-3)))
 

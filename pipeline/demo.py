@@ -1,4 +1,4 @@
-"""`make demo`: run the pipeline, show what it produced, and query the pushed model."""
+"""`make demo`: run the pipeline, show what it produced, then serve the pushed model and query it over REST."""
 from __future__ import annotations
 
 import json
@@ -6,17 +6,19 @@ import json
 from pipeline.cli import print_report
 from pipeline.config import PipelineConfig
 from pipeline.local_runner import run_local
-from pipeline.predict import latest_version, predict
 from pipeline.specs import DatasetSpec
+from serving.demo import serve_and_query
 
 
 def demo(spec: DatasetSpec, config: PipelineConfig) -> int:
     report = run_local(spec, config)
     print_report(report)
-    if not report.pushed_path and report.blessed is False:
+    if not report.pushed_path:
         return 1
-    model_dir = latest_version(config.serving_dir / spec.name)
+    base_path = config.serving_dir_for(spec)
     instance = dict(spec.example_instance)
-    print(f"\nExample instance: {json.dumps(instance)}")
-    print("In-process prediction (serving_default):", json.dumps(predict(model_dir, [instance])[0]))
+    print(f"\nStarting the model server on {base_path} and sending over REST "
+          f"(POST /v1/models/{spec.name}:predict):\n  {json.dumps({'instances': [instance]})}")
+    answer = serve_and_query(spec.name, base_path, instance)
+    print(f"Answer:\n  {json.dumps(answer)}")
     return 0

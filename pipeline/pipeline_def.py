@@ -9,8 +9,10 @@ import pathlib
 from typing import Any
 
 from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
+from components.pusher import Executor as SkipDuplicatePushExecutor
 from components.csv_example_gen import CsvExampleGen
 from components.tfds_example_gen import TfdsExampleGen
 from components.validation_gate import ValidationGate
@@ -107,7 +109,8 @@ def create_pipeline(spec: DatasetSpec, config: PipelineConfig) -> tfx.dsl.Pipeli
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir_for(spec))))
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir_for(spec))),
+        custom_executor_spec=executor_spec.ExecutorClassSpec(SkipDuplicatePushExecutor))
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name or spec.name,

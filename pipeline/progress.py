@@ -39,13 +39,12 @@ class _ComponentProgress(logging.Filter):
 
 
 def configure_logging(verbose: bool) -> None:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname).1s %(message)s", datefmt="%H:%M:%S",
-                        force=True)
-    from absl import logging as absl_logging  # imported late: TF/TFX pull it in anyway
+    fmt = logging.Formatter("%(asctime)s %(levelname).1s %(message)s", "%H:%M:%S")
+    logging.basicConfig(level=logging.INFO, force=True)
+    from absl import logging as absl_logging  # TFX logs through absl; TF/TFX import it anyway
     absl_logging.set_verbosity(absl_logging.INFO)
-    absl_logging.get_absl_handler().setFormatter(logging.Formatter("%(asctime)s %(levelname).1s %(message)s", "%H:%M:%S"))
-    if not verbose:
-        for handler in (logging.getLogger().handlers + [absl_logging.get_absl_handler()]):
+    handlers = logging.getLogger().handlers + [absl_logging.get_absl_handler()]
+    for handler in handlers:
+        handler.setFormatter(fmt)
+        if not verbose:
             handler.addFilter(_ComponentProgress())
-        for noisy in ("apache_beam", "tensorflow", "tfx", "ml_metadata", "absl"):
-            logging.getLogger(noisy).setLevel(logging.WARNING if noisy not in ("absl",) else logging.INFO)

@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): pipeline wall times and serving latency; results in bench/results/."""
