@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from typing import Any, Callable, Mapping
 
 import tensorflow as tf
@@ -24,14 +25,12 @@ InputFn = Callable[[], tf.data.Dataset]
 
 
 def run_config(fn_args: tfx.components.FnArgs, hparams: Mapping[str, Any]) -> tf.estimator.RunConfig:
-    """Seeded config; checkpoints (one at the end of every `train` call, i.e. every epoch)
-    in the run dir, kept long enough to restore the best one."""
+    """Seeded config with checkpoints in the run dir (one at least per `train` call, i.e. epoch)."""
     name = hparams.get("strategy", "default")
     strategy = None if name == "default" else make_strategy(name, hparams.get("tpu"))
     return tf.estimator.RunConfig(
         model_dir=fn_args.model_run_dir, tf_random_seed=int(hparams["seed"]), train_distribute=strategy,
-        save_summary_steps=100,
-        keep_checkpoint_max=int(hparams.get("early_stopping_patience", 5)) + 2, log_step_count_steps=1000)
+        save_summary_steps=100, keep_checkpoint_max=3, log_step_count_steps=1000)
 
 
 def input_fns(fn_args: tfx.components.FnArgs, spec: DatasetSpec, tf_transform_output: tft.TFTransformOutput,
@@ -49,6 +48,17 @@ def input_fns(fn_args: tfx.components.FnArgs, spec: DatasetSpec, tf_transform_ou
     return train_input_fn, eval_input_fn
 
 
+def keep_best(checkpoint: str) -> str:
+    """Copies a checkpoint to `<model_dir>/best/`, out of reach of the Saver's rotation."""
+    best_dir = os.path.join(os.path.dirname(checkpoint), "best")
+    if tf.io.gfile.exists(best_dir):
+        tf.io.gfile.rmtree(best_dir)
+    tf.io.gfile.makedirs(best_dir)
+    for path in tf.io.gfile.glob(f"{checkpoint}.*"):
+        tf.io.gfile.copy(path, os.path.join(best_dir, os.path.basename(path)))
+    return os.path.join(best_dir, os.path.basename(checkpoint))
+
+
 def fit(estimator: tf.estimator.Estimator, train_input_fn: InputFn, eval_input_fn: InputFn,
         hparams: Mapping[str, Any]) -> str:
     """Trains epoch by epoch with early stopping on eval loss; returns the best checkpoint."""
@@ -60,7 +70,7 @@ def fit(estimator: tf.estimator.Estimator, train_input_fn: InputFn, eval_input_f
         loss = float(metrics["loss"])
         log.info("epoch %d/%d: eval loss %.4f (best %.4f)", epoch, epochs, loss, best_loss)
         if loss < best_loss:
-            best_loss, best_checkpoint, waited = loss, estimator.latest_checkpoint(), 0
+            best_loss, best_checkpoint, waited = loss, keep_best(estimator.latest_checkpoint()), 0
         else:
             waited += 1
             if waited >= patience:
