@@ -69,14 +69,8 @@ class _ReadSplit(beam.DoFn):
 
     def process(self, split: str) -> Iterable[tf.train.Example]:
         import tensorflow_datasets as tfds
-        options = self._options
-        features = options["features"]  # output feature name -> TFDS feature key
-        builder = load_builder(options)
-        builder.download_and_prepare()
-        check_label_names(builder, features[options["label_feature"]], options.get("label_names", []))
-        missing = sorted(set(features.values()) - set(builder.info.features.keys()))
-        if missing:
-            raise TfdsSourceError(f"{builder.name} has no features {missing}; it has {sorted(builder.info.features)}")
+        features = self._options["features"]  # output feature name -> TFDS feature key
+        builder = load_builder(self._options)
         image_keys = [key for key in features.values()
                       if isinstance(builder.info.features[key], tfds.features.Image)]
         dataset = builder.as_dataset(split=split, shuffle_files=False,
@@ -86,14 +80,33 @@ class _ReadSplit(beam.DoFn):
                 feature={name: to_feature(record[key]) for name, key in features.items()}))
 
 
+def prepare(options: Mapping[str, Any]) -> None:
+    """Downloads/generates the data set once, before the Beam graph runs, and checks the spec against it."""
+    builder = load_builder(options)
+    try:
+        builder.download_and_prepare()
+    except Exception as e:  # TFDS raises download, checksum and file errors of many types
+        raise TfdsSourceError(
+            f"TFDS data set {builder.name} is not in data_dir {builder.data_dir_root} and could not be prepared "
+            f"({type(e).__name__}: {e}); without internet, fill a data_dir on a connected machine and pass "
+            "--data-dir (see docs/images.md)") from e
+    features = options["features"]
+    missing = sorted(set(features.values()) - set(builder.info.features.keys()))
+    if missing:
+        raise TfdsSourceError(f"{builder.name} has no features {missing}; it has {sorted(builder.info.features)}")
+    check_label_names(builder, features[options["label_feature"]], options.get("label_names", []))
+
+
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
 @beam.typehints.with_output_types(tf.train.Example)
 def _TfdsToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],
                    split_pattern: str) -> beam.pvalue.PCollection:
+    options = decode_options(exec_properties)
+    prepare(options)
     return (pipeline
             | "Split" >> beam.Create([split_pattern])
-            | "Read" >> beam.ParDo(_ReadSplit(decode_options(exec_properties)))
+            | "Read" >> beam.ParDo(_ReadSplit(options))
             | "Spread" >> beam.Reshuffle())
 
 

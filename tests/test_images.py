@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.tfds_example_gen import TfdsExampleGen, TfdsSourceError, check_label_names, to_feature
+from components.tfds_example_gen import (TfdsExampleGen, TfdsSourceError, check_label_names, load_builder,
+                                         to_feature)
 from models import images
 from models.strategies import StrategyError, make_strategy
 
@@ -71,6 +72,11 @@ def test_spec_label_names_must_be_the_tfds_class_names():
         check_label_names(builder, "label", ["cat", "dog"])
         with pytest.raises(TfdsSourceError, match=r"differ from the TFDS class names \['cat', 'dog'\]"):
             check_label_names(builder, "label", ["dog", "cat"])
+
+
+def test_unknown_tfds_data_set_is_named_in_the_error():
+    with pytest.raises(TfdsSourceError, match="TFDS has no data set 'no_such_images'"):
+        load_builder({"name": "no_such_images"})
 
 
 def test_tfds_values_become_typed_features():

@@ -135,3 +135,17 @@ def test_pushed_vgg16_answers_png_bytes_of_any_size_over_rest(cats_vgg16):
     for row in answer["predictions"]:
         assert row["classes"] in ("cat", "dog")
         assert 0.0 <= row["probability"] <= 1.0
+
+
+def test_vgg16_base_is_frozen_and_fine_tuning_unfreezes_only_the_last_block(cats_vgg16):
+    import tensorflow_transform as tft
+    spec, config, _, _ = cats_vgg16
+    transform_graph = next(pathlib.Path(config.root_for(spec)).glob("Transform/transform_graph/*"))
+    hparams = {**spec.model, **config.hparams, "fine_tune_epochs": 1}
+    model = vision.build_vgg16(spec, tft.TFTransformOutput(str(transform_graph)), hparams)
+    base = model.get_layer("vgg16")
+    assert base.trainable_weights == []
+    assert model.layers[-1].activation.__name__ == "sigmoid" and model.loss.get_config()["from_logits"] is False
+    assert vision.unfreeze_for_fine_tuning(model, spec, hparams) == 1
+    assert {w.name.split("/")[0] for w in base.trainable_weights} == {"block5_conv1", "block5_conv2", "block5_conv3"}
+    assert model.optimizer.learning_rate.numpy() == pytest.approx(float(spec.model["fine_tune_learning_rate"]))
