@@ -4,8 +4,10 @@ Each output split (train, eval) reads one TFDS split expression, e.g. fashion_mn
 `train` / `test`, or `train[:80%]` / `train[80%:]` for cats_vs_dogs, which has only
 `train`. Images are written as their stored encoded bytes (PNG or JPEG, read with
 `SkipDecoding`, so nothing is re-encoded or lost) and the Transform graph decodes
-them; labels as int64. `data_dir` points at pre-downloaded data; without internet
-or a filled data_dir, `download_and_prepare` fails with TFDS's own message.
+them; labels as int64. The data set is prepared once per split before the Beam
+graph runs (`data_dir` may hold pre-downloaded data; without it and without
+internet the run stops with a TfdsSourceError saying so). Each split is read by
+one worker (`as_dataset`, the format TFDS prepares by default), then spread.
 Under `tfds.testing.mock_data` the reads return TFDS's fake examples (the tests
 run the executor in-process with DirectRunner in_memory, where the patch applies).
 """
