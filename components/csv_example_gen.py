@@ -170,8 +170,11 @@ def _CsvToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],
         raise CsvFormatError(f"no CSV file matches {pattern}")
     names = read_header(files[0], delimiter)
     for path in files[1:]:
-        if read_header(path, delimiter) != names:
-            raise CsvFormatError(f"{path}: header differs from {files[0]}; files of one data set "
+        other = read_header(path, delimiter)
+        if other != names:
+            missing, extra = [n for n in names if n not in other], [n for n in other if n not in names]
+            difference = f"missing {missing}, unexpected {extra}" if missing or extra else "columns in another order"
+            raise CsvFormatError(f"{path}: header differs from {files[0]} ({difference}); files of one data set "
                                  "must have the same columns")
     width = len(names)
     if file_feature:
