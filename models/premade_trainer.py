@@ -18,14 +18,14 @@ from pipeline.specs import DatasetSpec
 
 
 def feature_columns(spec: DatasetSpec, tf_transform_output: tft.TFTransformOutput) -> list:
+    if spec.image_feature:
+        raise ValueError(f"{spec.name}: the premade trainer takes tabular features only; "
+                         "use --trainer keras for image data")
     columns = [tf.feature_column.numeric_column(name, shape=(1,)) for name in spec.numeric_features]
     for name in spec.categorical_features:
         buckets = tf_transform_output.vocabulary_size_by_name(vocabulary_name(name)) + OOV_BUCKETS
         columns.append(tf.feature_column.indicator_column(
             tf.feature_column.categorical_column_with_identity(name, num_buckets=buckets)))
-    if spec.image_feature:
-        raise ValueError(f"{spec.name}: the premade trainer takes tabular features only; "
-                         "use --trainer keras for image data")
     return columns
 
 

@@ -39,12 +39,13 @@ class RunReport:
 
 
 def overall_metrics(evaluation_uri: str) -> dict[str, float]:
-    """The candidate model's metrics on the whole eval split."""
+    """The candidate model's metrics on the whole eval split; per-class ones as e.g. `recall/classId:3`."""
     result = tfma.load_eval_result(evaluation_uri)
     for slice_key, outputs in result.slicing_metrics:
         if slice_key == ():
-            values = outputs.get("", {}).get("", {})
-            return {name: value["doubleValue"] for name, value in values.items() if "doubleValue" in value}
+            return {name if not sub_key else f"{name}/{sub_key}": value["doubleValue"]
+                    for sub_key, values in outputs.get("", {}).items()
+                    for name, value in values.items() if "doubleValue" in value}
     return {}
 
 
