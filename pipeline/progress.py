@@ -24,7 +24,7 @@ class _ComponentProgress(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.WARNING:
-            return not any(text in str(record.msg) for text in _HARMLESS)
+            return not any(text in record.getMessage() for text in _HARMLESS)
         match = _COMPONENT_LINE.fullmatch(record.getMessage())
         if not match:
             return False

@@ -25,6 +25,9 @@ def test_config(home: pathlib.Path, **overrides: Any) -> PipelineConfig:
     return dataclasses.replace(PipelineConfig(home=home / "runs", serving_dir=home / "serving"), **overrides)
 
 
+test_config.__test__ = False  # a helper, not a test
+
+
 @pytest.fixture(scope="session")
 def churn_spec() -> DatasetSpec:
     return load_spec("churn")
