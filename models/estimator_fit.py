@@ -34,13 +34,17 @@ def run_config(fn_args: tfx.components.FnArgs, hparams: Mapping[str, Any]) -> tf
 
 
 def input_fns(fn_args: tfx.components.FnArgs, spec: DatasetSpec, tf_transform_output: tft.TFTransformOutput,
-              hparams: Mapping[str, Any]) -> tuple[InputFn, InputFn]:
-    """One shuffled epoch of the transformed train split, one pass of the eval split."""
+              hparams: Mapping[str, Any]) -> tuple[Callable[[int], InputFn], InputFn]:
+    """Train input_fn per epoch (one shuffled pass), and one pass of the eval split.
+
+    Every `train` call rebuilds the dataset, so the shuffle seed changes with the
+    epoch; a fixed seed would replay one order every epoch (Keras reshuffles).
+    """
     batch_size, seed = int(hparams.get("batch_size", 32)), int(hparams["seed"])
 
-    def train_input_fn() -> tf.data.Dataset:
-        return make_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, spec,
-                            batch_size, seed, shuffle=True)
+    def train_input_fn(epoch: int) -> InputFn:
+        return lambda: make_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, spec,
+                                    batch_size, seed + epoch, shuffle=True)
 
     def eval_input_fn() -> tf.data.Dataset:
         return make_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, spec,
@@ -59,13 +63,13 @@ def keep_best(checkpoint: str) -> str:
     return os.path.join(best_dir, os.path.basename(checkpoint))
 
 
-def fit(estimator: tf.estimator.Estimator, train_input_fn: InputFn, eval_input_fn: InputFn,
+def fit(estimator: tf.estimator.Estimator, train_input_fn: Callable[[int], InputFn], eval_input_fn: InputFn,
         hparams: Mapping[str, Any]) -> str:
     """Trains epoch by epoch with early stopping on eval loss; returns the best checkpoint."""
     epochs, patience = int(hparams.get("epochs", 10)), int(hparams.get("early_stopping_patience", 5))
     best_loss, best_checkpoint, waited = math.inf, None, 0
     for epoch in range(1, epochs + 1):
-        estimator.train(train_input_fn)
+        estimator.train(train_input_fn(epoch))
         metrics = estimator.evaluate(eval_input_fn)
         loss = float(metrics["loss"])
         log.info("epoch %d/%d: eval loss %.4f (best %.4f)", epoch, epochs, loss, best_loss)
