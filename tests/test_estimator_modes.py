@@ -122,7 +122,7 @@ ALCOHOL = 10  # column index of "alcohol" in the wine files
 # case: (edit, files edited, error, message)
 BAD_INPUTS = {
     "wrong_delimiter": (lambda lines: [line.replace(";", ",") for line in lines], "white",
-                        Exception, r"winequality-white\.csv.*single column.*source\.delimiter: ';'"),
+                        Exception, r"winequality-white\.csv: .*single column when split on ';'.*source\.delimiter: ','"),
     "renamed_column": (lambda lines: [lines[0].replace('"alcohol"', '"alcohol level"')] + lines[1:], "white",
                        Exception, r"winequality-white\.csv: header differs.*missing \['alcohol'\], "
                                   r"unexpected \['alcohol_level'\]"),
