@@ -10,9 +10,11 @@ from models import estimator_trainer, keras_trainer, premade_trainer
 from pipeline.specs import DatasetSpec
 
 TrainFn = Callable[[tfx.components.FnArgs, DatasetSpec, Mapping[str, Any]], None]
-TRAINER_MODES: dict[str, TrainFn] = {"keras": keras_trainer.train}
-TRAINER_MODES["estimator"] = estimator_trainer.train
-TRAINER_MODES["premade"] = premade_trainer.train
+TRAINER_MODES: dict[str, TrainFn] = {
+    "keras": keras_trainer.train,          # native Keras
+    "estimator": estimator_trainer.train,  # the same Keras model through model_to_estimator
+    "premade": premade_trainer.train,      # DNNClassifier / DNNRegressor on feature columns
+}
 
 
 def set_seeds(seed: int) -> None:

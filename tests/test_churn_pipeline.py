@@ -13,7 +13,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from components.validation_gate import DataAnomalyError
-from conftest import test_config, write_sample
+from tests.support import isolated_config, write_sample
 from pipeline.local_runner import run_local
 from pipeline.predict import latest_version, predict, to_inputs
 from pipeline.specs import PROJECT_ROOT
@@ -30,7 +30,7 @@ def home(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def config(home):
-    return test_config(home, thresholds=RELAXED, hparams={"epochs": 4})
+    return isolated_config(home, thresholds=RELAXED, hparams={"epochs": 4})
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import tensorflow as tf
 from tfx import v1 as tfx
 
 from components.csv_example_gen import CsvFormatError, _ReadRows, read_header
-from conftest import test_config as isolated_config, write_sample
+from tests.support import isolated_config, write_sample
 from pipeline.pipeline_def import make_example_gen
 from pipeline.specs import PROJECT_ROOT, clean_feature_name, load_spec
 

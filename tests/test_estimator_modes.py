@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from components.validation_gate import DataAnomalyError
-from conftest import test_config as isolated_config, write_sample
+from tests.support import isolated_config, write_sample
 from pipeline.local_runner import run_local
 from pipeline.predict import latest_version, predict, to_inputs
 from pipeline.specs import PROJECT_ROOT, TRAINERS, load_spec

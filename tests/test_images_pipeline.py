@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from conftest import test_config as isolated_config
+from tests.support import isolated_config
 from models import heads, vision
 from pipeline.local_runner import run_local
 from pipeline.specs import load_spec

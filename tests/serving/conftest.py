@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from serving.demo import stop_process
-from serving_fixture_models import build_estimator_like, build_keras_classifier, copy_version
-from serving_test_support import MAX_BODY_BYTES, ServerProcess, start_server
+from tests.serving.serving_fixture_models import build_estimator_like, build_keras_classifier, copy_version
+from tests.serving.serving_test_support import MAX_BODY_BYTES, ServerProcess, start_server
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -11,7 +11,7 @@ import yaml
 from serving.batching import BatchingParameters, parse_batching_parameters
 from serving.config import VersionPolicy, load_model_config_file
 from serving.demo import serve_and_query
-from serving_test_support import REPO, UNSEEN_CUSTOMER
+from tests.serving.serving_test_support import REPO, UNSEEN_CUSTOMER
 
 DEPLOY = REPO / "serving" / "deploy"
 

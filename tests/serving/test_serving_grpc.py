@@ -9,7 +9,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      model_service_pb2_grpc, prediction_service_pb2_grpc,
                                      regression_pb2)
 
-from serving_test_support import UNSEEN_CUSTOMER, predict_request, run_in_process
+from tests.serving.serving_test_support import UNSEEN_CUSTOMER, predict_request, run_in_process
 
 @pytest.fixture(scope="module")
 def predictions(channel):

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from serving_test_support import UNSEEN_CUSTOMER, assert_server_alive
+from tests.serving.serving_test_support import UNSEEN_CUSTOMER, assert_server_alive
 
 THREADS = 8
 REQUESTS_PER_THREAD = 50

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from serving.client import ServingHTTPError
-from serving_test_support import (MAX_BODY_BYTES, UNSEEN_CUSTOMER, assert_server_alive, example_bytes,
+from tests.serving.serving_test_support import (MAX_BODY_BYTES, UNSEEN_CUSTOMER, assert_server_alive, example_bytes,
                                   run_in_process)
 
 OTHER_CUSTOMER = {"CreditScore": 720, "Geography": "Spain", "Balance": 120000.5}

@@ -8,8 +8,8 @@ import threading
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving.client import RestClient
-from serving_fixture_models import copy_version
-from serving_test_support import UNSEEN_CUSTOMER, predict_request, wait_for
+from tests.serving.serving_fixture_models import copy_version
+from tests.serving.serving_test_support import UNSEEN_CUSTOMER, predict_request, wait_for
 
 
 def version_states(client: RestClient, model: str) -> dict[int, tuple[str, str]]:
