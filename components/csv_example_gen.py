@@ -20,7 +20,6 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import apache_beam as beam
 import tensorflow as tf
-from google.protobuf import json_format, struct_pb2
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
@@ -28,6 +27,7 @@ from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 
+from components.example_gen_options import pack_options, unpack_options
 from pipeline.specs import clean_feature_name
 
 _INT = re.compile(r"^[+-]?\d+$")
@@ -146,22 +146,12 @@ def _to_example(row: Sequence[str], types: Sequence[int], names: Sequence[str],
         feature={names[i]: _to_feature(row[i], types[i]) for i in keep}))
 
 
-def decode_options(exec_properties: Mapping[str, Any]) -> dict[str, Any]:
-    """The CSV options packed into ExampleGen's custom_config by `CsvExampleGen`."""
-    packed = example_gen_pb2.CustomConfig()
-    json_format.Parse(exec_properties.get("custom_config") or "{}", packed)
-    options = struct_pb2.Struct()
-    if packed.HasField("custom_config"):
-        packed.custom_config.Unpack(options)
-    return json_format.MessageToDict(options)
-
-
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
 @beam.typehints.with_output_types(tf.train.Example)
 def _CsvToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],
                   split_pattern: str) -> beam.pvalue.PCollection:
-    options = decode_options(exec_properties)
+    options = unpack_options(exec_properties)
     delimiter = options.get("delimiter", ",")
     file_feature = options.get("file_feature") or {}
     pattern = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
@@ -204,15 +194,12 @@ def CsvExampleGen(input_base: str, *, delimiter: str = ",", drop_columns: Sequen
     `file_feature` = {"name": "type", "values": {"*red*": "red", "*white*": "white"}}
     adds a string feature whose value depends on the file a row came from.
     """
-    options = struct_pb2.Struct()
-    options.update({"delimiter": delimiter, "drop_columns": list(drop_columns)})
+    options: dict[str, Any] = {"delimiter": delimiter, "drop_columns": list(drop_columns)}
     if file_feature:
-        options.update({"file_feature": dict(file_feature)})
-    custom_config = example_gen_pb2.CustomConfig()
-    custom_config.custom_config.Pack(options)
+        options["file_feature"] = dict(file_feature)
     return FileBasedExampleGen(
         input_base=input_base,
         input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="single_split", pattern=pattern)]),
         output_config=output_config,
-        custom_config=custom_config,
+        custom_config=pack_options(options),
         custom_executor_spec=executor_spec.BeamExecutorSpec(Executor)).with_id("CsvExampleGen")

@@ -19,13 +19,12 @@ from typing import Any, Iterable, Mapping
 import apache_beam as beam
 import numpy as np
 import tensorflow as tf
-from google.protobuf import struct_pb2
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.components.example_gen.component import QueryBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
-from components.csv_example_gen import decode_options
+from components.example_gen_options import pack_options, unpack_options
 
 
 class TfdsSourceError(ValueError):
@@ -104,7 +103,7 @@ def prepare(options: Mapping[str, Any]) -> None:
 @beam.typehints.with_output_types(tf.train.Example)
 def _TfdsToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],
                    split_pattern: str) -> beam.pvalue.PCollection:
-    options = decode_options(exec_properties)
+    options = unpack_options(exec_properties)
     prepare(options)
     return (pipeline
             | "Split" >> beam.Create([split_pattern])
@@ -131,15 +130,11 @@ def TfdsExampleGen(name: str, splits: Mapping[str, str], features: Mapping[str, 
     """
     if set(splits) != {"train", "eval"}:
         raise TfdsSourceError(f"source.splits must map exactly train and eval to TFDS splits, got {dict(splits)}")
-    options = struct_pb2.Struct()
-    options.update({"name": name, "version": version or "", "data_dir": data_dir or "", "module": module or "",
-                    "features": dict(features), "label_feature": label_feature,
-                    "label_names": list(label_names)})
-    custom_config = example_gen_pb2.CustomConfig()
-    custom_config.custom_config.Pack(options)
+    options = {"name": name, "version": version or "", "data_dir": data_dir or "", "module": module or "",
+               "features": dict(features), "label_feature": label_feature, "label_names": list(label_names)}
     return QueryBasedExampleGen(
         input_config=example_gen_pb2.Input(splits=[
             example_gen_pb2.Input.Split(name=output, pattern=tfds_split) for output, tfds_split in splits.items()]),
         output_config=example_gen_pb2.Output(),
-        custom_config=custom_config,
+        custom_config=pack_options(options),
         custom_executor_spec=executor_spec.BeamExecutorSpec(Executor)).with_id("TfdsExampleGen")
