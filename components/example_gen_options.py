@@ -10,10 +10,13 @@ from typing import Any, Mapping
 from google.protobuf import json_format, struct_pb2
 from tfx.proto import example_gen_pb2
 
+from pipeline.config import code_fingerprint
+
 
 def pack_options(options: Mapping[str, Any]) -> example_gen_pb2.CustomConfig:
+    """Packs `options`, plus the code fingerprint so cached examples go stale with the code."""
     struct = struct_pb2.Struct()
-    struct.update(dict(options))
+    struct.update({**options, "code_version": code_fingerprint()})
     custom_config = example_gen_pb2.CustomConfig()
     custom_config.custom_config.Pack(struct)
     return custom_config

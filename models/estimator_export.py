@@ -56,10 +56,8 @@ def _export_outputs(spec: DatasetSpec, outputs: Mapping[str, tf.Tensor]) -> dict
     if spec.task == "regression":
         export_outputs["regression"] = tf.estimator.export.RegressionOutput(outputs["predictions"])
     else:
-        names = spec.label_names or tuple(str(i) for i in range(spec.num_classes))
-        classes = tf.tile(tf.constant([list(names)]), [tf.shape(outputs["probabilities"])[0], 1])
         export_outputs["classification"] = tf.estimator.export.ClassificationOutput(
-            scores=outputs["probabilities"], classes=classes)
+            scores=outputs["probabilities"], classes=heads.all_classes(spec, outputs["probabilities"]))
     return export_outputs
 
 

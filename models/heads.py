@@ -66,6 +66,15 @@ def compile_for_task(model: tf.keras.Model, spec: DatasetSpec, learning_rate: fl
     return model
 
 
+def class_names(spec: DatasetSpec) -> list[str]:
+    return list(spec.label_names or (str(i) for i in range(spec.num_classes)))
+
+
+def all_classes(spec: DatasetSpec, probabilities: tf.Tensor) -> tf.Tensor:
+    """[B, K] class names beside [B, K] scores, as TF Serving's classify API returns them."""
+    return tf.tile(tf.constant([class_names(spec)]), [tf.shape(probabilities)[0], 1])
+
+
 def prediction_outputs(spec: DatasetSpec, model_output: tf.Tensor) -> dict[str, tf.Tensor]:
     """The served outputs, identical whichever trainer mode produced the model.
 
@@ -80,9 +89,8 @@ def prediction_outputs(spec: DatasetSpec, model_output: tf.Tensor) -> dict[str, 
     else:
         probabilities = model_output
     class_ids = tf.argmax(probabilities, axis=1)
-    names = spec.label_names or tuple(str(i) for i in range(spec.num_classes))
     outputs = {"probabilities": probabilities, "class_ids": class_ids,
-               "classes": tf.gather(tf.constant(list(names)), class_ids)}
+               "classes": tf.gather(tf.constant(class_names(spec)), class_ids)}
     if spec.task == "binary_classification":
         outputs["probability"] = positive
     return outputs

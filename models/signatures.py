@@ -3,12 +3,16 @@
 `serving_default` takes raw feature values by name (what a REST client sends);
 `serving_tf_example` takes serialized tf.Examples (TFMA, batch scoring).
 Both run the same Transform layer and return `heads.prediction_outputs`.
+`classification` / `regression` serve TF Serving's :classify / :regress APIs
+over serialized tf.Examples, as estimator exports do.
 """
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 import tensorflow_transform as tft
 
 from models import heads
@@ -47,11 +51,38 @@ def make_signatures(model: tf.keras.Model, spec: DatasetSpec,
         parsed = tf.io.parse_example(serialized, feature_spec)
         return _predict(model, spec, model.tft_layer(parsed))
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def serve_tf_serving_api(serialized):
+        outputs = _predict(model, spec, model.tft_layer(tf.io.parse_example(serialized, feature_spec)))
+        if spec.task == "regression":
+            return {"outputs": outputs["predictions"]}
+        return {"classes": heads.all_classes(spec, outputs["probabilities"]), "scores": outputs["probabilities"]}
+
     return {"serving_default": serve_raw.get_concrete_function(),
-            "serving_tf_example": serve_examples.get_concrete_function()}
+            "serving_tf_example": serve_examples.get_concrete_function(),
+            tf_serving_api_signature(spec): serve_tf_serving_api.get_concrete_function()}
+
+
+def tf_serving_api_signature(spec: DatasetSpec) -> str:
+    return "regression" if spec.task == "regression" else "classification"
+
+
+def set_method_name(saved_model_dir: str, signature: str, method_name: str) -> None:
+    """Keras saves every signature as `predict`; TF Serving's :classify/:regress need their own method."""
+    path = os.path.join(saved_model_dir, "saved_model.pb")
+    saved_model = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        saved_model.ParseFromString(f.read())
+    for meta_graph in saved_model.meta_graphs:
+        meta_graph.signature_def[signature].method_name = method_name
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(saved_model.SerializeToString())
 
 
 def export_keras_model(model: tf.keras.Model, spec: DatasetSpec,
                        tf_transform_output: tft.TFTransformOutput, export_dir: str) -> None:
     signatures = make_signatures(model, spec, tf_transform_output)
     model.save(export_dir, save_format="tf", signatures=signatures)
+    api = tf_serving_api_signature(spec)
+    set_method_name(export_dir, api, {"classification": tf.saved_model.CLASSIFY_METHOD_NAME,
+                                      "regression": tf.saved_model.REGRESS_METHOD_NAME}[api])

@@ -1,11 +1,11 @@
 """Distribution strategies for the Trainer; models are built under `strategy.scope()`."""
 from __future__ import annotations
 
-import concurrent.futures
 import glob
 import importlib.util
 import os
 import socket
+import threading
 from typing import Callable, TypeVar
 
 import tensorflow as tf
@@ -49,8 +49,12 @@ def _tpu_strategy(address: str | None) -> tf.distribute.Strategy:
         _check_reachable(address)
     resolver = _bounded(lambda: tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address),
                         f"resolving TPU {address!r}")
-    tf.config.experimental_connect_to_cluster(resolver)
-    tf.tpu.experimental.initialize_tpu_system(resolver)
+
+    def connect() -> None:
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+
+    _bounded(connect, f"connecting to TPU {address!r}")
     return tf.distribute.TPUStrategy(resolver)
 
 
@@ -71,15 +75,29 @@ def _check_reachable(address: str) -> None:
 
 
 def _bounded(fn: Callable[[], T], what: str) -> T:
-    """Runs `fn` with a time limit; the Cloud TPU client has no timeouts of its own."""
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    try:
-        return pool.submit(fn).result(timeout=TPU_CONNECT_TIMEOUT_S)
-    except concurrent.futures.TimeoutError as e:
+    """Runs `fn` with a time limit; the Cloud TPU client has no timeouts of its own.
+
+    A daemon thread, not an executor: a call stuck past the limit must not keep
+    the process from exiting (Python joins executor threads at exit).
+    """
+    outcome: dict[str, object] = {}
+
+    def call() -> None:
+        try:
+            outcome["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome["error"] = e
+
+    thread = threading.Thread(target=call, name="tpu-connect", daemon=True)
+    thread.start()
+    thread.join(TPU_CONNECT_TIMEOUT_S)
+    if thread.is_alive():
         raise StrategyError(f"--strategy tpu: {what} took over {TPU_CONNECT_TIMEOUT_S} s; check the TPU name, "
-                            "zone and project, or pass --tpu grpc://HOST:8470") from e
-    except (ValueError, RuntimeError, OSError) as e:
-        raise StrategyError(f"--strategy tpu: {what} failed ({e}); on Cloud TPU VMs pass --tpu local, "
-                            "elsewhere --tpu grpc://HOST:8470, or choose another --strategy") from e
-    finally:
-        pool.shutdown(wait=False)
+                            "zone and project, or pass --tpu grpc://HOST:8470")
+    error = outcome.get("error")
+    if isinstance(error, (ValueError, RuntimeError, OSError, tf.errors.OpError)):
+        raise StrategyError(f"--strategy tpu: {what} failed ({error}); on Cloud TPU VMs pass --tpu local, "
+                            "elsewhere --tpu grpc://HOST:8470, or choose another --strategy") from error
+    if error is not None:
+        raise error
+    return outcome["value"]  # type: ignore[return-value]

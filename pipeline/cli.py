@@ -14,6 +14,9 @@ from pipeline.specs import TRAINERS, SpecError, available_datasets, load_spec
 log = logging.getLogger("pipeline")
 
 
+NOT_BLESSED = 3  # exit code of `run` when the model missed a threshold: nothing was pushed
+
+
 class UsageError(ValueError):
     """A command-line value is wrong; the message says which and what to give."""
 
@@ -38,6 +41,16 @@ def parse_image_size(text: str) -> list[int]:
     return [int(p) for p in parts]
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+    return value
+
+
 def add_dataset_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, metavar="NAME",
                         help=f"data set spec in pipeline/datasets/ (one of: {', '.join(available_datasets())})")
@@ -55,7 +68,7 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", default="default", choices=("default", "mirrored", "multi_worker_mirrored", "tpu"),
                         help="tf.distribute strategy for training (default: %(default)s)")
     parser.add_argument("--tpu", metavar="ADDRESS", help="TPU name or grpc://HOST:PORT for --strategy tpu")
-    parser.add_argument("--epochs", type=int, help="override the spec's model.epochs")
+    parser.add_argument("--epochs", type=positive_int, help="override the spec's model.epochs")
     parser.add_argument("--builder", help="override the spec's model.builder (e.g. mlp, cnn, vgg16)")
     parser.add_argument("--image-size", type=parse_image_size, metavar="HxW",
                         help="override the spec's model.image_size for image data sets, e.g. 32x32")
@@ -97,7 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print_report(report)
     if args.report:
         args.report.write_text(json.dumps(report.to_dict(), indent=2))
-    return 0
+    return NOT_BLESSED if report.blessed is False else 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -183,8 +196,16 @@ def _extensions() -> list[Callable]:
     return [kubeflow_cli.register]
 
 
+def _drop_tf_shutdown_noise(unraisable) -> None:
+    """TF 2.15 functions freed at interpreter exit print a harmless TypeError; keep all else."""
+    if getattr(unraisable.object, "__qualname__", "") == "AtomicFunction.__del__":
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    sys.unraisablehook = _drop_tf_shutdown_noise
     from pipeline.progress import configure_logging
     configure_logging(args.verbose)
     try:

@@ -17,13 +17,15 @@ DEFAULT_SEED = 42
 
 
 def code_fingerprint() -> str:
-    """Hash of the Transform/Trainer user code, so a code change invalidates cached runs.
+    """Hash of the code our components run, so a code change invalidates cached runs.
 
-    Transform and Trainer load `models` by module path; TFX would otherwise reuse
-    cached outputs built by older code.
+    Transform and Trainer load `models` by module path and our ExampleGens and
+    executors live in `components`; TFX caches on configuration only and would
+    otherwise reuse outputs built by older code.
     """
     digest = hashlib.sha256()
-    for path in sorted((PROJECT_ROOT / "models").rglob("*.py")) + [PROJECT_ROOT / "pipeline" / "specs.py"]:
+    sources = sorted((PROJECT_ROOT / "models").rglob("*.py")) + sorted((PROJECT_ROOT / "components").rglob("*.py"))
+    for path in sources + [PROJECT_ROOT / "pipeline" / "specs.py"]:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 

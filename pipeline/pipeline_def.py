@@ -62,13 +62,18 @@ def describe_source(spec: DatasetSpec, config: PipelineConfig) -> str:
     return f"{config.input_base_for(spec)}/{spec.source.get('pattern', '*')}"
 
 
-def transform_hparams(hparams: dict[str, Any]) -> dict[str, Any]:
+def transform_hparams(spec: DatasetSpec, hparams: dict[str, Any]) -> dict[str, Any]:
     """Run overrides the Transform must see too (image size/backbone), and only those (cache)."""
+    if not spec.image_feature:
+        return {}
     return {key: value for key, value in hparams.items() if key in TRANSFORM_HPARAMS}
 
 
-def user_code_config(spec: DatasetSpec, config: PipelineConfig) -> dict[str, Any]:
-    return {"spec": spec.to_dict(), "code": code_fingerprint()}
+def user_code_config(spec: DatasetSpec) -> dict[str, Any]:
+    """What Transform and Trainer read: the spec without its documentation-only fields
+    (editing the example instance must not retrain), and the code fingerprint."""
+    fields = {k: v for k, v in spec.to_dict().items() if k not in ("example_instance", "description")}
+    return {"spec": fields, "code": code_fingerprint()}
 
 
 def create_pipeline(spec: DatasetSpec, config: PipelineConfig) -> tfx.dsl.Pipeline:
@@ -83,7 +88,7 @@ def create_pipeline(spec: DatasetSpec, config: PipelineConfig) -> tfx.dsl.Pipeli
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_importer.outputs["schema"],
         preprocessing_fn="models.preprocessing.preprocessing_fn",
-        custom_config={**user_code_config(spec, config), "hparams": transform_hparams(config.trainer_hparams(spec))})
+        custom_config={**user_code_config(spec), "hparams": transform_hparams(spec, config.trainer_hparams(spec))})
     transform.add_upstream_node(validation_gate)
 
     trainer = tfx.components.Trainer(
@@ -91,7 +96,7 @@ def create_pipeline(spec: DatasetSpec, config: PipelineConfig) -> tfx.dsl.Pipeli
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_importer.outputs["schema"],
-        custom_config={**user_code_config(spec, config), "hparams": config.trainer_hparams(spec)})
+        custom_config={**user_code_config(spec), "hparams": config.trainer_hparams(spec)})
 
     latest_blessed_model = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,

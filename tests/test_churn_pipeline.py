@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
+from tensorflow.core.protobuf import saved_model_pb2
 
 from components.validation_gate import DataAnomalyError
 from tests.support import isolated_config, write_sample
@@ -107,7 +108,7 @@ def test_served_model_applies_the_transform_to_raw_json_inputs(first_run, churn_
     assert float(model(untransformed).numpy().ravel()[0]) != pytest.approx(by_hand, abs=1e-3)
 
 
-def test_tf_example_signature_agrees_with_raw_signature(first_run, churn_spec):
+def test_tf_example_and_classify_signatures_agree_with_raw_signature(first_run, churn_spec):
     instance = dict(churn_spec.example_instance)
     model = tf.saved_model.load(first_run.pushed_path)
     raw = model.signatures["serving_default"](**to_inputs(model.signatures["serving_default"], [instance]))
@@ -117,6 +118,13 @@ def test_tf_example_signature_agrees_with_raw_signature(first_run, churn_spec):
     example = tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
     from_example = model.signatures["serving_tf_example"](examples=tf.constant([example]))
     np.testing.assert_allclose(raw["probabilities"].numpy(), from_example["probabilities"].numpy(), rtol=1e-6)
+
+    # TF Serving's :classify API: a classify-method signature over tf.Examples, same scores.
+    classified = model.signatures["classification"](inputs=tf.constant([example]))
+    np.testing.assert_allclose(classified["scores"].numpy(), raw["probabilities"].numpy(), rtol=1e-6)
+    assert [c.decode() for c in classified["classes"].numpy()[0]] == list(churn_spec.label_names)
+    saved_model = saved_model_pb2.SavedModel.FromString((pathlib.Path(first_run.pushed_path) / "saved_model.pb").read_bytes())
+    assert saved_model.meta_graphs[0].signature_def["classification"].method_name == "tensorflow/serving/classify"
 
 
 def test_second_run_with_unchanged_inputs_is_cached(first_run, churn_spec, churn_sample, config):
