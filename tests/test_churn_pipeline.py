@@ -177,3 +177,18 @@ def test_drifted_csv_is_blocked_before_training(first_run, churn_spec, config, h
     message = str(error.value)
     assert str(data_dir) in message and repr(feature) in message and problem in message
     assert sorted(pathlib.Path(config.serving_dir_for(churn_spec)).iterdir()) == versions_before
+
+
+@pytest.mark.parametrize("trainer", ["estimator", "premade"])
+def test_every_trainer_mode_serves_the_same_classification_outputs(first_run, churn_spec, churn_sample, home, trainer):
+    """The Keras run above, then each Estimator mode on the same data: same keys, same class names."""
+    config = isolated_config(home / trainer, input_base=str(churn_sample), thresholds=RELAXED,
+                             trainer=trainer, hparams={"epochs": 2})
+    report = run_local(churn_spec, config)
+    assert report.blessed is True and report.pushed_path
+    instance = dict(churn_spec.example_instance)
+    [keras_answer] = predict(pathlib.Path(first_run.pushed_path), [instance])
+    [answer] = predict(pathlib.Path(report.pushed_path), [instance])
+    assert set(answer) == set(keras_answer) == {"probability", "probabilities", "class_ids", "classes"}
+    assert answer["classes"] == churn_spec.label_names[answer["class_ids"]]
+    assert answer["probabilities"][1] == pytest.approx(answer["probability"], rel=1e-6)
