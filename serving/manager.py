@@ -85,7 +85,9 @@ class ModelManager:
         with self._poll_lock:
             models = {}
             for entry in entries:
-                model = self._models.get(entry.name) or _Model(entry)
+                model = self._models.get(entry.name)
+                if model is None or model.entry.base_path != entry.base_path:
+                    model = _Model(entry)  # a new base path: versions there are other models
                 model.entry = entry
                 models[entry.name] = model
             for name, model in self._models.items():
