@@ -175,8 +175,30 @@ def _CsvToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],
     rows = (pipeline
             | "ListFiles" >> beam.Create(files)
             | "ReadRows" >> beam.ParDo(_ReadRows(delimiter, width, file_feature.get("values"))))
-    types = beam.pvalue.AsSingleton(rows | "InferTypes" >> beam.CombineGlobally(_InferColumnTypes(len(names))))
+    declared = options.get("declared_types") or {}
+    types = beam.pvalue.AsSingleton(
+        rows
+        | "InferTypes" >> beam.CombineGlobally(_InferColumnTypes(len(names)))
+        | "ApplySchemaTypes" >> beam.Map(lambda inferred: [reconcile_type(t, declared.get(n))
+                                                           for t, n in zip(inferred, names)]))
     return rows | "ToExample" >> beam.Map(_to_example, types, names, keep)
+
+
+def reconcile_type(inferred: int, declared: str | None) -> int:
+    """The column type to write: the schema's where the data fits it, else what the data needs.
+
+    A FLOAT feature whose cells are all whole numbers stays FLOAT, a BYTES feature
+    of digits (codes, ids) stays BYTES; a value the declared type cannot hold (text
+    in a number column, decimals in an INT one) keeps the inferred wider type, so
+    ExampleValidator reports the mismatch.
+    """
+    if declared == "BYTES":
+        return _TEXT
+    if declared == "FLOAT" and inferred in (_EMPTY, _INTEGER):
+        return _REAL
+    if declared == "INT" and inferred == _EMPTY:
+        return _INTEGER
+    return inferred
 
 
 class Executor(BaseExampleGenExecutor):
@@ -188,13 +210,17 @@ class Executor(BaseExampleGenExecutor):
 
 def CsvExampleGen(input_base: str, *, delimiter: str = ",", drop_columns: Sequence[str] = (),
                   file_feature: Mapping[str, Any] | None = None, pattern: str = "*",
+                  declared_types: Mapping[str, str] | None = None,
                   output_config: example_gen_pb2.Output | None = None) -> FileBasedExampleGen:
     """A FileBasedExampleGen over `input_base/pattern` with this module's CSV executor.
 
     `file_feature` = {"name": "type", "values": {"*red*": "red", "*white*": "white"}}
     adds a string feature whose value depends on the file a row came from.
+    `declared_types` (feature -> INT/FLOAT/BYTES, from the curated schema) settle
+    columns the data alone cannot type; see `reconcile_type`.
     """
-    options: dict[str, Any] = {"delimiter": delimiter, "drop_columns": list(drop_columns)}
+    options: dict[str, Any] = {"delimiter": delimiter, "drop_columns": list(drop_columns),
+                               "declared_types": dict(declared_types or {})}
     if file_feature:
         options["file_feature"] = dict(file_feature)
     return FileBasedExampleGen(

@@ -8,6 +8,8 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
@@ -32,6 +34,18 @@ def split_config(spec: DatasetSpec) -> example_gen_pb2.Output:
         example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=eval_buckets)]))
 
 
+def declared_types(spec: DatasetSpec) -> dict[str, str]:
+    """Feature types (INT, FLOAT, BYTES) of the curated schema; none before one is curated.
+
+    Read from the repo's copy at build time, so a compiled (Kubeflow) pipeline
+    carries them too.
+    """
+    if not spec.schema_path.exists():
+        return {}
+    schema = text_format.Parse(spec.schema_path.read_text(), schema_pb2.Schema())
+    return {feature.name: schema_pb2.FeatureType.Name(feature.type) for feature in schema.feature}
+
+
 def make_example_gen(spec: DatasetSpec, config: PipelineConfig) -> tfx.types.BaseNode:
     source = spec.source
     kind = source.get("kind")
@@ -39,7 +53,8 @@ def make_example_gen(spec: DatasetSpec, config: PipelineConfig) -> tfx.types.Bas
         return CsvExampleGen(
             config.input_base_for(spec), pattern=source.get("pattern", "*"),
             delimiter=source.get("delimiter", ","), drop_columns=source.get("drop_columns", ()),
-            file_feature=source.get("file_feature"), output_config=split_config(spec))
+            file_feature=source.get("file_feature"), declared_types=declared_types(spec),
+            output_config=split_config(spec))
     if kind == "tfds":
         return TfdsExampleGen(
             source["name"], source["splits"], {spec.image_feature: source.get("image_key", "image"),

@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 from tfx import v1 as tfx
 
-from components.csv_example_gen import CsvFormatError, _ReadRows, read_header
+from components.csv_example_gen import (_EMPTY, _INTEGER, _REAL, _TEXT, CsvFormatError, _ReadRows, read_header,
+                                        reconcile_type)
 from tests.support import isolated_config, write_sample
 from pipeline.pipeline_def import make_example_gen
 from pipeline.specs import PROJECT_ROOT, clean_feature_name, load_spec
@@ -53,6 +54,43 @@ def read_examples(examples_uri: str) -> list[tf.train.Example]:
     return records
 
 
+def run_example_gen(spec, data: pathlib.Path, tmp_path: pathlib.Path) -> list[tf.train.Example]:
+    """The spec's real ExampleGen alone (LocalDagRunner, Beam) over `data`; all examples it wrote."""
+    config = isolated_config(tmp_path, input_base=str(data))
+    root = tmp_path / "root"
+    tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
+        pipeline_name="csv_dialect", pipeline_root=str(root), components=[make_example_gen(spec, config)],
+        enable_cache=False, metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            str(tmp_path / "metadata.sqlite")),
+        beam_pipeline_args=list(config.beam_args)))
+    return read_examples(str(next((root / "CsvExampleGen" / "examples").iterdir())))
+
+
+@pytest.mark.parametrize("inferred, declared, written", [
+    (_INTEGER, "FLOAT", _REAL), (_EMPTY, "FLOAT", _REAL), (_INTEGER, "BYTES", _TEXT), (_EMPTY, "INT", _INTEGER),
+    (_TEXT, "FLOAT", _TEXT), (_REAL, "INT", _REAL), (_TEXT, "INT", _TEXT), (_INTEGER, None, _INTEGER)])
+def test_schema_types_settle_columns_the_data_cannot_type(inferred, declared, written):
+    assert reconcile_type(inferred, declared) == written
+
+
+@pytest.mark.e2e
+def test_whole_numbers_in_a_float_column_stay_float(tmp_path):
+    """A file whose Balance and EstimatedSalary happen to be whole numbers is still typed by the schema."""
+    data = tmp_path / "data"
+    path = write_sample(PROJECT_ROOT / "data/churn/Churn_Modelling.csv", data, 30)
+    header, *rows = [line.split(",") for line in path.read_text().splitlines()]
+    money = [header.index("Balance"), header.index("EstimatedSalary")]
+    rows = [[str(int(float(c))) if i in money else c for i, c in enumerate(row)] for row in rows]
+    path.write_text("\n".join(",".join(r) for r in [header] + rows) + "\n")
+    examples = run_example_gen(load_spec("churn"), data, tmp_path)
+    assert len(examples) == 30
+    for example in examples:
+        features = example.features.feature
+        assert features["Balance"].WhichOneof("kind") == "float_list"
+        assert features["EstimatedSalary"].WhichOneof("kind") == "float_list"
+        assert features["CreditScore"].WhichOneof("kind") == "int64_list"
+
+
 @pytest.mark.e2e
 def test_example_gen_reads_the_semicolon_files_with_the_file_feature(tmp_path):
     """The wine spec through the real ExampleGen: names, types and every value match the files."""
@@ -60,15 +98,7 @@ def test_example_gen_reads_the_semicolon_files_with_the_file_feature(tmp_path):
     data = tmp_path / "data"
     for name in ("winequality-red.csv", "winequality-white.csv"):
         write_sample(WINE_DIR / name, data, 40)
-    config = isolated_config(tmp_path, input_base=str(data))
-    example_gen = make_example_gen(spec, config)
-    root = tmp_path / "root"
-    tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
-        pipeline_name="csv_dialect", pipeline_root=str(root), components=[example_gen], enable_cache=False,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            str(tmp_path / "metadata.sqlite")),
-        beam_pipeline_args=list(config.beam_args)))
-    examples = read_examples(str(next((root / "CsvExampleGen" / "examples").iterdir())))
+    examples = run_example_gen(spec, data, tmp_path)
 
     expected = []
     for name, wine_type in (("winequality-red.csv", "red"), ("winequality-white.csv", "white")):
