@@ -35,9 +35,16 @@ def tree_digest(directory: str) -> str:
 
 
 def latest_version_dir(base_directory: str) -> str | None:
+    """Newest complete version under a TF Serving base path (local or URI).
+
+    Complete means `saved_model.pb` is there: the Pusher copies it last, so a
+    version without it is still being written.
+    """
     if not fileio.exists(base_directory):
         return None
-    versions = [v.rstrip("/") for v in fileio.listdir(base_directory) if v.rstrip("/").isdigit()]
+    versions = [v.rstrip("/") for v in fileio.listdir(base_directory)
+                if v.rstrip("/").isdigit()
+                and fileio.exists(os.path.join(base_directory, v.rstrip("/"), "saved_model.pb"))]
     return os.path.join(base_directory, max(versions, key=int)) if versions else None
 
 

@@ -8,13 +8,15 @@ from typing import Any, Mapping
 import numpy as np
 import tensorflow as tf
 
+from components.pusher import latest_version_dir
+
 
 def latest_version(base: pathlib.Path) -> pathlib.Path:
-    """Newest numeric version dir under a TF Serving model base path."""
-    versions = [p for p in base.glob("*") if p.name.isdigit() and (p / "saved_model.pb").exists()]
-    if not versions:
+    """Newest complete version dir under a TF Serving model base path."""
+    latest = latest_version_dir(str(base))
+    if latest is None:
         raise FileNotFoundError(f"no pushed model under {base}; run `python -m pipeline run` first")
-    return max(versions, key=lambda p: int(p.name))
+    return pathlib.Path(latest)
 
 
 def binary_value(value: Any) -> Any:
