@@ -11,12 +11,14 @@ import logging
 import re
 import socket
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Sequence
 from urllib.parse import unquote
 
 from serving import json_codec
 from serving.errors import ServingError, invalid_argument
 from serving.inference import InferenceService
 from serving.manager import ModelManager
+from serving.pages import PageHandler, serve_page
 from serving.protos import model_spec, model_status_response, signature_def_map, to_json_dict
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,19 @@ def _label(text: str | None) -> str | None:
     return unquote(text) if text is not None else None
 
 
+def _page_or_404(pages: Sequence[PageHandler], method: str, path: str) -> tuple[int, bytes, str]:
+    """A page handler's answer for a non-/v1/ path, else TF Serving-style 404."""
+    try:
+        answer = serve_page(pages, method, path)
+    except Exception as error:  # noqa: BLE001 - a broken page must cost one request, not the server
+        log.exception("%s %s failed", method, path)
+        return 500, json_codec.dumps({"error": f"Internal error: {error}"}), "application/json"
+    if answer is None:
+        return 404, json_codec.dumps({"error": f"Not found: {method} {path}"}), "application/json"
+    status, content_type, body = answer
+    return status, body, content_type
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse one connection
     timeout = 120  # seconds an idle keep-alive connection may hold a thread
@@ -111,7 +126,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         path = self.path.split("?", 1)[0]
         if not path.lower().startswith("/v1/"):
-            self._reply(404, json_codec.dumps({"error": f"Not found: {self.command} {path}"}))
+            self._reply(*_page_or_404(self.server.pages, self.command, path))
             return
         body = self._read_body()
         if body is not None:
@@ -142,12 +157,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(status, json_codec.dumps({"error": message}))
         return None
 
-    def _reply(self, status: int, payload: bytes) -> None:
+    def _reply(self, status: int, payload: bytes, content_type: str = "application/json") -> None:
         try:
             reason = http.HTTPStatus(status).phrase
         except ValueError:  # 499 (client closed request) has no standard phrase
             reason = ""
-        head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+        head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
                 f"Content-Length: {len(payload)}\r\n")
         if self.close_connection:
             head += "Connection: close\r\n"
@@ -163,7 +178,9 @@ class RestServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # bursts of new connections must not be dropped
 
-    def __init__(self, host: str, port: int, api: RestApi, max_body_bytes: int):
+    def __init__(self, host: str, port: int, api: RestApi, max_body_bytes: int,
+                 pages: Sequence[PageHandler] = ()):
         self.api = api
         self.max_body_bytes = max_body_bytes
+        self.pages = tuple(pages)
         super().__init__((host, port), _Handler)

@@ -11,6 +11,7 @@ from serving.config import ModelEntry, load_model_config_file, single_model
 from serving.grpc_server import start_grpc_server
 from serving.inference import InferenceService
 from serving.manager import ModelManager
+from serving.pages import PageHandler
 from serving.rest import RestApi, RestServer
 
 log = logging.getLogger("serving")
@@ -33,11 +34,12 @@ def run(args: argparse.Namespace) -> int:
     batcher = Batcher(batching) if batching else None
     service = InferenceService(batcher)
     stopping = threading.Event()
+    pages: list[PageHandler] = []  # non-/v1/ pages on the REST port (metrics, console), first match wins
     rest_server = None
     try:
         if args.rest_api_port:
             rest_server = RestServer(args.host, args.rest_api_port, RestApi(manager, service),
-                                     args.rest_api_max_body_bytes)
+                                     args.rest_api_max_body_bytes, pages)
         grpc_server = start_grpc_server(args.host, args.port, manager, service, args.grpc_max_threads)
     except OSError as error:
         log.error("cannot start the server: %s", error)
