@@ -21,6 +21,8 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from serving.versions import version_dirs
+
 
 def tree_digest(directory: str) -> str:
     """Digest of every file's relative path and bytes under `directory`."""
@@ -37,15 +39,16 @@ def tree_digest(directory: str) -> str:
 def latest_version_dir(base_directory: str) -> str | None:
     """Newest complete version under a TF Serving base path (local or URI).
 
-    Complete means `saved_model.pb` is there: the Pusher copies it last, so a
-    version without it is still being written.
+    Version names follow TF Serving's rule (serving.versions, the server's own
+    scanner). Complete means `saved_model.pb` is there: the Pusher copies it
+    last, so a version without it is still being written.
     """
     if not fileio.exists(base_directory):
         return None
-    versions = [v.rstrip("/") for v in fileio.listdir(base_directory)
-                if v.rstrip("/").isdigit()
-                and fileio.exists(os.path.join(base_directory, v.rstrip("/"), "saved_model.pb"))]
-    return os.path.join(base_directory, max(versions, key=int)) if versions else None
+    by_version = version_dirs(name.rstrip("/") for name in fileio.listdir(base_directory))
+    complete = [os.path.join(base_directory, name) for _, name in sorted(by_version.items(), reverse=True)
+                if fileio.exists(os.path.join(base_directory, name, "saved_model.pb"))]
+    return complete[0] if complete else None
 
 
 class Executor(pusher_executor.Executor):

@@ -19,6 +19,7 @@ from typing import Iterable, Mapping
 from serving.config import ModelEntry
 from serving.errors import Code, invalid_argument, not_found
 from serving.servable import Servable
+from serving.versions import is_complete, local_version_dirs
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class _Model:
     statuses: dict[int, VersionStatus] = dataclasses.field(default_factory=dict)
     last_seen: dict[int, Fingerprint] = dataclasses.field(default_factory=dict)
     refused: dict[int, Fingerprint] = dataclasses.field(default_factory=dict)
+    dir_names: dict[int, str] = dataclasses.field(default_factory=dict)  # version -> its directory
     warned_empty: bool = False
 
 
@@ -122,6 +124,7 @@ class ModelManager:
         model.last_seen = on_disk
         loadable = {v for v, fp in settled.items() if model.refused.get(v) != fp}
         loadable |= set(model.serving) & set(on_disk)
+        model.dir_names = {v: name for v, (name, _) in on_disk.items()}
 
         fresh: dict[int, Servable] = {}
         while True:
@@ -147,7 +150,7 @@ class ModelManager:
             log.info("Unloaded servable version {name: %s version: %d}", entry.name, version)
 
     def _load(self, model: _Model, version: int, fingerprint: Fingerprint) -> Servable | None:
-        name, path = model.entry.name, os.path.join(model.entry.base_path, str(version))
+        name, path = model.entry.name, os.path.join(model.entry.base_path, model.dir_names[version])
         self._set_status(model, VersionStatus(version, "LOADING"))
         log.info("Loading servable version {name: %s version: %d} from %s", name, version, path)
         started = time.monotonic()
@@ -212,19 +215,15 @@ class ModelManager:
 
 
 def _scan(base_path: str) -> dict[int, Fingerprint]:
-    """Integer-named version dirs holding a saved_model.pb(txt), with a fingerprint of their files."""
-    try:
-        names = os.listdir(base_path)
-    except OSError:
-        return {}
+    """Complete version dirs (serving.versions' rule), each with (dir name, fingerprint of its files).
+
+    The dir name is part of the fingerprint: `7/` replaced by `007/` is a change.
+    """
     versions = {}
-    for name in names:
+    for version, name in local_version_dirs(base_path).items():
         path = os.path.join(base_path, name)
-        if not name.isdigit() or not os.path.isdir(path):
-            continue
-        if not any(os.path.exists(os.path.join(path, f)) for f in ("saved_model.pb", "saved_model.pbtxt")):
-            continue
-        versions[int(name)] = _fingerprint(path)
+        if is_complete(path):
+            versions[version] = (name, _fingerprint(path))
     return versions
 
 
