@@ -14,7 +14,7 @@ COPY . .
 # What the TFX image lacks (TFDS sources), at the versions the project is tested with.
 RUN pip install --no-cache-dir -c requirements.lock tensorflow-datasets
 
-# Editable, so the code's project root (pipeline.specs.PROJECT_ROOT) is /pipeline in
+# Editable, so the code's project root (specs.dataset.PROJECT_ROOT) is /pipeline in
 # every step, exactly the layout `python -m pipeline compile` wrote into the pipeline.
 RUN pip install --no-cache-dir --no-deps -e .
 

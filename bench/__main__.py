@@ -3,7 +3,7 @@ import subprocess
 import sys
 
 from bench.pipelines import WORK, main as bench_pipelines
-from pipeline.specs import available_datasets
+from specs.dataset import available_datasets
 
 PIPELINES = [name for name in ("churn", "wine_white", "digits") if name in available_datasets()]
 

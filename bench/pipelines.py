@@ -18,7 +18,7 @@ import time
 
 from pipeline.config import DEFAULT_BEAM_ARGS, PipelineConfig
 from pipeline.progress import configure_logging
-from pipeline.specs import load_spec
+from specs.dataset import load_spec
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 WORK = RESULTS / "work"

@@ -3,7 +3,7 @@
 TFX's CsvExampleGen splits the header on ',' and reports a bad row as
 `Invalid CSV line: [...]`. This one reads any delimiter with Python's csv module
 (quoted header names with spaces, as in the UCI wine files), turns headers into
-feature names with `pipeline.specs.clean_feature_name`, drops columns, can add a
+feature names with `specs.dataset.clean_feature_name`, drops columns, can add a
 feature naming the file each row came from, and names the file and line of
 every bad row. Column types are inferred over the whole split like TFX's
 (int, else float, else string), so a non-numeric value in a numeric column
@@ -28,7 +28,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 
 from components.example_gen_options import pack_options, unpack_options
-from pipeline.specs import clean_feature_name
+from specs.dataset import clean_feature_name
 
 _INT = re.compile(r"^[+-]?\d+$")
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^[+-]?(nan|inf|infinity)$", re.IGNORECASE)
@@ -227,5 +227,5 @@ def CsvExampleGen(input_base: str, *, delimiter: str = ",", drop_columns: Sequen
         input_base=input_base,
         input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="single_split", pattern=pattern)]),
         output_config=output_config,
-        custom_config=pack_options(options),
+        custom_config=pack_options(options, __name__),
         custom_executor_spec=executor_spec.BeamExecutorSpec(Executor)).with_id("CsvExampleGen")

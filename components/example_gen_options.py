@@ -10,13 +10,13 @@ from typing import Any, Mapping
 from google.protobuf import json_format, struct_pb2
 from tfx.proto import example_gen_pb2
 
-from pipeline.config import code_fingerprint
+from specs.fingerprint import code_fingerprint
 
 
-def pack_options(options: Mapping[str, Any]) -> example_gen_pb2.CustomConfig:
-    """Packs `options`, plus the code fingerprint so cached examples go stale with the code."""
+def pack_options(options: Mapping[str, Any], executor_module: str) -> example_gen_pb2.CustomConfig:
+    """Packs `options`, plus the fingerprint of the executor's code so cached examples go stale with it."""
     struct = struct_pb2.Struct()
-    struct.update({**options, "code_version": code_fingerprint()})
+    struct.update({**options, "code_version": code_fingerprint(executor_module)})
     custom_config = example_gen_pb2.CustomConfig()
     custom_config.custom_config.Pack(struct)
     return custom_config

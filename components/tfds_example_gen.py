@@ -136,5 +136,5 @@ def TfdsExampleGen(name: str, splits: Mapping[str, str], features: Mapping[str, 
         input_config=example_gen_pb2.Input(splits=[
             example_gen_pb2.Input.Split(name=output, pattern=tfds_split) for output, tfds_split in splits.items()]),
         output_config=example_gen_pb2.Output(),
-        custom_config=pack_options(options),
+        custom_config=pack_options(options, __name__),
         custom_executor_spec=executor_spec.BeamExecutorSpec(Executor)).with_id("TfdsExampleGen")

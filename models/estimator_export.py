@@ -13,11 +13,11 @@ from typing import Callable, Mapping
 
 import tensorflow as tf
 import tensorflow_transform as tft
-from tensorflow.core.protobuf import saved_model_pb2
 
 from models import heads
+from models.saved_model_pb import edit_signatures
 from models.signatures import raw_serving_spec
-from pipeline.specs import DatasetSpec
+from specs.dataset import DatasetSpec
 
 EXAMPLES_RECEIVER = "serving_tf_example"
 DEFAULT_KEY = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
@@ -78,18 +78,14 @@ def _rename_signatures(saved_model_dir: str) -> None:
     Estimators name an alternative receiver's signatures `<receiver>:<output>`;
     clients and TFMA expect the names Keras exports use.
     """
-    path = os.path.join(saved_model_dir, "saved_model.pb")
-    saved_model = saved_model_pb2.SavedModel()
-    with tf.io.gfile.GFile(path, "rb") as f:
-        saved_model.ParseFromString(f.read())
-    for meta_graph in saved_model.meta_graphs:
+    def rename(meta_graph) -> None:
         signatures = meta_graph.signature_def
         for name in [n for n in signatures if n.startswith(f"{EXAMPLES_RECEIVER}:")]:
             output = name.split(":", 1)[1]
             signatures[EXAMPLES_RECEIVER if output == DEFAULT_KEY else output].CopyFrom(signatures[name])
             del signatures[name]
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(saved_model.SerializeToString())
+
+    edit_signatures(saved_model_dir, rename)
 
 
 def export_estimator(estimator: tf.estimator.Estimator, spec: DatasetSpec, head_output: HeadOutputFn,

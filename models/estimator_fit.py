@@ -13,18 +13,18 @@ from typing import Any, Callable, Mapping
 
 import tensorflow as tf
 import tensorflow_transform as tft
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import FnArgs
 
 from models.keras_trainer import make_dataset
 from models.strategies import make_strategy
-from pipeline.specs import DatasetSpec
+from specs.dataset import DatasetSpec
 
 log = logging.getLogger(__name__)
 
 InputFn = Callable[[], tf.data.Dataset]
 
 
-def run_config(fn_args: tfx.components.FnArgs, hparams: Mapping[str, Any]) -> tf.estimator.RunConfig:
+def run_config(fn_args: FnArgs, hparams: Mapping[str, Any]) -> tf.estimator.RunConfig:
     """Seeded config with checkpoints in the run dir (one at least per `train` call, i.e. epoch)."""
     name = hparams.get("strategy", "default")
     strategy = None if name == "default" else make_strategy(name, hparams.get("tpu"))
@@ -33,7 +33,7 @@ def run_config(fn_args: tfx.components.FnArgs, hparams: Mapping[str, Any]) -> tf
         save_summary_steps=100, keep_checkpoint_max=3, log_step_count_steps=1000)
 
 
-def input_fns(fn_args: tfx.components.FnArgs, spec: DatasetSpec, tf_transform_output: tft.TFTransformOutput,
+def input_fns(fn_args: FnArgs, spec: DatasetSpec, tf_transform_output: tft.TFTransformOutput,
               hparams: Mapping[str, Any]) -> tuple[Callable[[int], InputFn], InputFn]:
     """Train input_fn per epoch (one shuffled pass), and one pass of the eval split.
 

@@ -10,15 +10,15 @@ from typing import Any, Mapping
 
 import tensorflow as tf
 import tensorflow_transform as tft
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import FnArgs
 
-from models import estimator_export, estimator_fit, tabular
-from pipeline.specs import DatasetSpec
+from models import builders, estimator_export, estimator_fit
+from specs.dataset import DatasetSpec
 
 
-def train(fn_args: tfx.components.FnArgs, spec: DatasetSpec, hparams: Mapping[str, Any]) -> None:
+def train(fn_args: FnArgs, spec: DatasetSpec, hparams: Mapping[str, Any]) -> None:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    model = tabular.build_model(spec, tf_transform_output, hparams)
+    model = builders.build_model(spec, tf_transform_output, hparams)
     # model_to_estimator swaps the compiled Adam for its legacy (graph-mode) twin, same settings.
     estimator = tf.keras.estimator.model_to_estimator(
         keras_model=model, config=estimator_fit.run_config(fn_args, hparams))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from pipeline.specs import DatasetSpec
+from specs.dataset import DatasetSpec
 
 PROBABILITY_ACTIVATIONS = ("sigmoid", "softmax")
 

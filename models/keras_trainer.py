@@ -6,17 +6,17 @@ from typing import Any, Mapping
 
 import tensorflow as tf
 import tensorflow_transform as tft
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
 from tfx_bsl.public import tfxio
 
-from models import signatures, tabular, vision
+from models import builders, signatures, vision
 from models.strategies import make_strategy
-from pipeline.specs import DatasetSpec
+from specs.dataset import DatasetSpec
 
 log = logging.getLogger(__name__)
 
 
-def make_dataset(files: list[str], data_accessor: tfx.components.DataAccessor,
+def make_dataset(files: list[str], data_accessor: DataAccessor,
                  tf_transform_output: tft.TFTransformOutput, spec: DatasetSpec,
                  batch_size: int, seed: int, shuffle: bool) -> tf.data.Dataset:
     """One pass over transformed examples as (features, label) batches."""
@@ -27,7 +27,7 @@ def make_dataset(files: list[str], data_accessor: tfx.components.DataAccessor,
         tf_transform_output.transformed_metadata.schema)
 
 
-def train(fn_args: tfx.components.FnArgs, spec: DatasetSpec, hparams: Mapping[str, Any]) -> None:
+def train(fn_args: FnArgs, spec: DatasetSpec, hparams: Mapping[str, Any]) -> None:
     seed = int(hparams["seed"])
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     batch_size = int(hparams.get("batch_size", 32))
@@ -37,7 +37,7 @@ def train(fn_args: tfx.components.FnArgs, spec: DatasetSpec, hparams: Mapping[st
                            batch_size, seed, shuffle=False)
     strategy = make_strategy(hparams.get("strategy", "default"), hparams.get("tpu"))
     with strategy.scope():
-        model = tabular.build_model(spec, tf_transform_output, hparams)
+        model = builders.build_model(spec, tf_transform_output, hparams)
     model.summary(print_fn=log.info)
     callbacks = [
         tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(hparams.get("early_stopping_patience", 5)),

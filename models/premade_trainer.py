@@ -10,11 +10,11 @@ from typing import Any, Mapping
 
 import tensorflow as tf
 import tensorflow_transform as tft
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import FnArgs
 
 from models import estimator_export, estimator_fit
 from models.preprocessing import OOV_BUCKETS, vocabulary_name
-from pipeline.specs import DatasetSpec
+from specs.dataset import DatasetSpec
 
 
 def feature_columns(spec: DatasetSpec, tf_transform_output: tft.TFTransformOutput) -> list:
@@ -52,7 +52,7 @@ def head_output(spec: DatasetSpec):
     return lambda predictions: predictions["probabilities"]
 
 
-def train(fn_args: tfx.components.FnArgs, spec: DatasetSpec, hparams: Mapping[str, Any]) -> None:
+def train(fn_args: FnArgs, spec: DatasetSpec, hparams: Mapping[str, Any]) -> None:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     estimator = make_estimator(spec, tf_transform_output, hparams, estimator_fit.run_config(fn_args, hparams))
     checkpoint = estimator_fit.fit(estimator, *estimator_fit.input_fns(fn_args, spec, tf_transform_output, hparams),

@@ -12,7 +12,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from models import images
-from pipeline.specs import DatasetSpec
+from specs.dataset import DatasetSpec
 
 OOV_BUCKETS = 1
 

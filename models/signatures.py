@@ -8,15 +8,14 @@ over serialized tf.Examples, as estimator exports do.
 """
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import tensorflow as tf
-from tensorflow.core.protobuf import saved_model_pb2
 import tensorflow_transform as tft
 
 from models import heads
-from pipeline.specs import DatasetSpec
+from models.saved_model_pb import edit_signatures
+from specs.dataset import DatasetSpec
 
 
 def raw_serving_spec(spec: DatasetSpec, tf_transform_output: tft.TFTransformOutput) -> dict:
@@ -69,14 +68,10 @@ def tf_serving_api_signature(spec: DatasetSpec) -> str:
 
 def set_method_name(saved_model_dir: str, signature: str, method_name: str) -> None:
     """Keras saves every signature as `predict`; TF Serving's :classify/:regress need their own method."""
-    path = os.path.join(saved_model_dir, "saved_model.pb")
-    saved_model = saved_model_pb2.SavedModel()
-    with tf.io.gfile.GFile(path, "rb") as f:
-        saved_model.ParseFromString(f.read())
-    for meta_graph in saved_model.meta_graphs:
+    def rename(meta_graph) -> None:
         meta_graph.signature_def[signature].method_name = method_name
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(saved_model.SerializeToString())
+
+    edit_signatures(saved_model_dir, rename)
 
 
 def export_keras_model(model: tf.keras.Model, spec: DatasetSpec,

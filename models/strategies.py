@@ -10,9 +10,10 @@ from typing import Callable, TypeVar
 
 import tensorflow as tf
 
+from specs.dataset import STRATEGIES
+
 T = TypeVar("T")
 TPU_CONNECT_TIMEOUT_S = 30
-STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")
 
 
 class StrategyError(RuntimeError):

@@ -6,9 +6,9 @@ from typing import Any, Mapping
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models import heads, vision
+from models import heads
 from models.preprocessing import OOV_BUCKETS, vocabulary_name
-from pipeline.specs import DatasetSpec
+from specs.dataset import DatasetSpec
 
 
 def feature_inputs(spec: DatasetSpec, tf_transform_output: tft.TFTransformOutput
@@ -44,15 +44,3 @@ def build_mlp(spec: DatasetSpec, tf_transform_output: tft.TFTransformOutput,
             x = tf.keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
     model = tf.keras.Model(inputs=inputs, outputs=heads.output_layer(spec)(x), name=f"{spec.name}_mlp")
     return heads.compile_for_task(model, spec, float(hparams.get("learning_rate", 1e-3)))
-
-
-# One registry for every trainer mode: tabular and image (models.vision) builders.
-BUILDERS = {"mlp": build_mlp, **vision.BUILDERS}
-
-
-def build_model(spec: DatasetSpec, tf_transform_output: tft.TFTransformOutput,
-                hparams: Mapping[str, Any]) -> tf.keras.Model:
-    builder = hparams.get("builder", "mlp")
-    if builder not in BUILDERS:
-        raise ValueError(f"{spec.name}: unknown model.builder {builder!r}; known: {sorted(BUILDERS)}")
-    return BUILDERS[builder](spec, tf_transform_output, hparams)

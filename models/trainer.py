@@ -4,12 +4,12 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 import tensorflow as tf
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import FnArgs
 
 from models import estimator_trainer, keras_trainer, premade_trainer
-from pipeline.specs import DatasetSpec
+from specs.dataset import DatasetSpec
 
-TrainFn = Callable[[tfx.components.FnArgs, DatasetSpec, Mapping[str, Any]], None]
+TrainFn = Callable[[FnArgs, DatasetSpec, Mapping[str, Any]], None]
 TRAINER_MODES: dict[str, TrainFn] = {
     "keras": keras_trainer.train,          # native Keras
     "estimator": estimator_trainer.train,  # the same Keras model through model_to_estimator
@@ -22,7 +22,7 @@ def set_seeds(seed: int) -> None:
     tf.keras.utils.set_random_seed(seed)
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
+def run_fn(fn_args: FnArgs) -> None:
     config = fn_args.custom_config
     spec = DatasetSpec.from_dict(config["spec"])
     hparams = {**spec.model, **config.get("hparams", {})}

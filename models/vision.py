@@ -14,7 +14,7 @@ import tensorflow_transform as tft
 
 from models import heads
 from models.images import ImageOptions
-from pipeline.specs import DatasetSpec
+from specs.dataset import DatasetSpec
 
 VGG16_FINE_TUNE_BLOCK = "block5"
 
@@ -103,6 +103,3 @@ def unfreeze_for_fine_tuning(model: tf.keras.Model, spec: DatasetSpec, hparams: 
     learning_rate = float(hparams.get("fine_tune_learning_rate", float(hparams.get("learning_rate", 1e-3)) / 10))
     heads.compile_for_task(model, spec, learning_rate)
     return epochs
-
-
-BUILDERS = {"cnn": build_cnn, "vgg16": build_vgg16}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from pipeline.cli import UsageError
+from specs.errors import UsageError
 
 RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner")
 

@@ -8,8 +8,10 @@ import pathlib
 import sys
 from typing import Callable, Sequence
 
-from pipeline.config import DEFAULT_BEAM_ARGS, DEFAULT_SEED, PipelineConfig
-from pipeline.specs import TRAINERS, SpecError, available_datasets, load_spec
+from pipeline.config import PipelineConfig
+from pipeline.run_args import add_dataset_arg, add_run_args, config_from_args
+from specs.dataset import load_spec
+from specs.errors import SpecError, UsageError
 
 log = logging.getLogger("pipeline")
 
@@ -17,97 +19,10 @@ log = logging.getLogger("pipeline")
 NOT_BLESSED = 3  # exit code of `run` when the model missed a threshold: nothing was pushed
 
 
-class UsageError(ValueError):
-    """A command-line value is wrong; the message says which and what to give."""
-
-
-def parse_threshold(text: str) -> tuple[str, dict[str, float]]:
-    """`AUC>=0.8` or `MeanSquaredError<=0.5` -> (metric, bounds)."""
-    for op, key in ((">=", "lower_bound"), ("<=", "upper_bound")):
-        if op in text:
-            metric, value = text.split(op, 1)
-            try:
-                return metric.strip(), {key: float(value)}
-            except ValueError:
-                break
-    raise argparse.ArgumentTypeError(f"{text!r}: expected METRIC>=VALUE or METRIC<=VALUE, e.g. AUC>=0.85")
-
-
-def parse_image_size(text: str) -> list[int]:
-    """`32x32` -> [32, 32] (height, width)."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected HEIGHTxWIDTH, e.g. 32x32")
-    return [int(p) for p in parts]
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
-    return value
-
-
-def add_dataset_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, metavar="NAME",
-                        help=f"data set spec in pipeline/datasets/ (one of: {', '.join(available_datasets())})")
-
-
-def add_run_args(parser: argparse.ArgumentParser) -> None:
-    """Options shared by every command that builds the pipeline."""
-    add_dataset_arg(parser)
-    parser.add_argument("--data-dir", help="folder with the data set's files (default: the spec's source.base)")
-    parser.add_argument("--home", type=pathlib.Path, default=PipelineConfig.home,
-                        help="where pipeline artifacts and ML Metadata go (default: %(default)s)")
-    parser.add_argument("--serving-dir", type=pathlib.Path, default=PipelineConfig.serving_dir,
-                        help="Pusher base dir; models land in SERVING_DIR/NAME/VERSION (default: %(default)s)")
-    parser.add_argument("--trainer", choices=TRAINERS, help="trainer mode (default: the spec's model.trainer)")
-    parser.add_argument("--strategy", default="default", choices=("default", "mirrored", "multi_worker_mirrored", "tpu"),
-                        help="tf.distribute strategy for training (default: %(default)s)")
-    parser.add_argument("--tpu", metavar="ADDRESS", help="TPU name or grpc://HOST:PORT for --strategy tpu")
-    parser.add_argument("--epochs", type=positive_int, help="override the spec's model.epochs")
-    parser.add_argument("--builder", help="override the spec's model.builder (e.g. mlp, cnn, vgg16)")
-    parser.add_argument("--image-size", type=parse_image_size, metavar="HxW",
-                        help="override the spec's model.image_size for image data sets, e.g. 32x32")
-    parser.add_argument("--threshold", action="append", type=parse_threshold, default=[], metavar="METRIC>=VALUE",
-                        help="override a blessing threshold, e.g. AUC>=0.8 (repeatable)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default: %(default)s)")
-    parser.add_argument("--no-cache", action="store_true", help="re-run every component even if inputs are unchanged")
-    parser.add_argument("--beam-arg", action="append", default=None, metavar="ARG",
-                        help=f"Beam pipeline arg, repeatable; replaces the default {' '.join(DEFAULT_BEAM_ARGS)}")
-
-
-def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-    overrides = {"epochs": args.epochs, "builder": args.builder, "image_size": args.image_size}
-    hparams = {key: value for key, value in overrides.items() if value}
-    return PipelineConfig(
-        home=args.home.resolve(), serving_dir=args.serving_dir.resolve(),
-        input_base=str(pathlib.Path(args.data_dir).resolve()) if args.data_dir else None,
-        trainer=args.trainer, hparams=hparams, thresholds=dict(args.threshold), strategy=args.strategy,
-        tpu=args.tpu, beam_args=tuple(args.beam_arg) if args.beam_arg else DEFAULT_BEAM_ARGS,
-        enable_cache=not args.no_cache, seed=args.seed)
-
-
-def print_report(report) -> None:
-    print(f"\nPipeline {report.dataset!r} finished in {report.seconds:.0f} s")
-    for component in report.components:
-        print(f"  {component.component:<32} {component.state:<9} {component.seconds:7.1f} s")
-    if report.metrics:
-        print("Eval split metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(report.metrics.items())))
-    if report.blessed is False:
-        print("The model was NOT blessed (a threshold failed); nothing was pushed. "
-              "The previously pushed model, if any, stays in place.")
-    elif report.pushed_path:
-        print(f"Pushed model: {report.pushed_path}")
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.local_runner import run_local  # heavy imports only when running
     report = run_local(load_spec(args.dataset), config_from_args(args))
-    print_report(report)
+    print(report.summary())
     if args.report:
         args.report.write_text(json.dumps(report.to_dict(), indent=2))
     return NOT_BLESSED if report.blessed is False else 0
@@ -148,9 +63,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Run, report, then answer the spec's example instance with the pushed model."""
     from pipeline.demo import demo
     return demo(load_spec(args.dataset), config_from_args(args))
-
-
-COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,7 +118,8 @@ def _drop_tf_shutdown_noise(unraisable) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     sys.unraisablehook = _drop_tf_shutdown_noise
-    from pipeline.progress import configure_logging
+    from pipeline.progress import configure_logging, quiet_native_logs
+    quiet_native_logs(args.verbose)
     configure_logging(args.verbose)
     try:
         return args.func(args)

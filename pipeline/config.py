@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import pathlib
 from typing import Any, Mapping
 
-from pipeline.specs import PROJECT_ROOT, DatasetSpec
+from specs.dataset import PROJECT_ROOT, DatasetSpec
 
 # On one 2-core machine, DirectRunner's in_memory mode runs each Beam component
 # in the calling process; multi_processing starts worker processes that each
@@ -14,20 +13,6 @@ from pipeline.specs import PROJECT_ROOT, DatasetSpec
 # For a cluster, pass e.g. --runner=DataflowRunner/FlinkRunner/SparkRunner args.
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 DEFAULT_SEED = 42
-
-
-def code_fingerprint() -> str:
-    """Hash of the code our components run, so a code change invalidates cached runs.
-
-    Transform and Trainer load `models` by module path and our ExampleGens and
-    executors live in `components`; TFX caches on configuration only and would
-    otherwise reuse outputs built by older code.
-    """
-    digest = hashlib.sha256()
-    sources = sorted((PROJECT_ROOT / "models").rglob("*.py")) + sorted((PROJECT_ROOT / "components").rglob("*.py"))
-    for path in sources + [PROJECT_ROOT / "pipeline" / "specs.py"]:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 @dataclasses.dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from pipeline.cli import UsageError
+from specs.errors import UsageError
 
 FIELDS = (  # name, low, high, names for the values (index = value)
     ("seconds", 0, 59, ()),

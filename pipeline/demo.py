@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import json
 
-from pipeline.cli import print_report
 from pipeline.config import PipelineConfig
 from pipeline.local_runner import run_local
-from pipeline.specs import DatasetSpec
+from specs.dataset import DatasetSpec
 from serving.demo import serve_and_query
 
 
 def demo(spec: DatasetSpec, config: PipelineConfig) -> int:
     report = run_local(spec, config)
-    print_report(report)
+    print(report.summary())
     if not report.pushed_path:
         return 1
     base_path = config.serving_dir_for(spec)

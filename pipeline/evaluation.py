@@ -6,7 +6,7 @@ from typing import Mapping
 import tensorflow_model_analysis as tfma
 
 from models.heads import eval_prediction_key
-from pipeline.specs import DatasetSpec
+from specs.dataset import DatasetSpec
 
 # Metrics where a smaller value is better; everything else gates upwards.
 LOWER_IS_BETTER = {"MeanSquaredError", "MeanAbsoluteError", "RootMeanSquaredError",

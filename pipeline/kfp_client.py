@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Iterator
 
-from pipeline.cli import UsageError
+from specs.errors import UsageError
 
 HEALTHZ = "/apis/v1beta1/healthz"
 DELETE_COMMANDS = {"pipeline": "pipeline delete", "pipeline version": "pipeline delete-version",

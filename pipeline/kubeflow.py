@@ -17,9 +17,9 @@ import re
 from typing import TYPE_CHECKING
 
 from pipeline.beam_runner import beam_args_for
-from pipeline.cli import UsageError
+from specs.errors import UsageError
 from pipeline.config import PipelineConfig
-from pipeline.specs import PROJECT_ROOT, DatasetSpec
+from specs.dataset import PROJECT_ROOT, DatasetSpec
 
 if TYPE_CHECKING:
     from tfx.orchestration.tfx_runner import TfxRunner

@@ -16,12 +16,12 @@ import tempfile
 from typing import Iterator
 
 from pipeline.beam_runner import RUNNERS
-from pipeline.cli import add_run_args, config_from_args
+from pipeline.run_args import add_run_args, config_from_args
 from pipeline.config import PipelineConfig
 from pipeline.cron import FORMAT_HELP, kfp_cron
 from pipeline.kubeflow import (DEFAULT_PIPELINE_ROOT, DEFAULT_SERVING_DIR, OUTPUT_SUFFIXES, SHARED_MOUNT, TARGETS,
                                ClusterOptions, check_output, default_image)
-from pipeline.specs import load_spec
+from specs.dataset import load_spec
 
 DEFAULT_TIMEOUT = 10.0
 

@@ -12,7 +12,7 @@ from tfx import v1 as tfx
 from pipeline import metadata
 from pipeline.config import PipelineConfig
 from pipeline.pipeline_def import create_pipeline, describe_source
-from pipeline.specs import DatasetSpec
+from specs.dataset import DatasetSpec
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,19 @@ class RunReport:
     blessed: bool | None = None
     pushed_path: str | None = None
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def summary(self) -> str:
+        """What the console shows after a run: components, metrics, and what happened to the model."""
+        lines = [f"\nPipeline {self.dataset!r} finished in {self.seconds:.0f} s"]
+        lines += [f"  {c.component:<32} {c.state:<9} {c.seconds:7.1f} s" for c in self.components]
+        if self.metrics:
+            lines.append("Eval split metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(self.metrics.items())))
+        if self.blessed is False:
+            lines.append("The model was NOT blessed (a threshold failed); nothing was pushed. "
+                         "The previously pushed model, if any, stays in place.")
+        elif self.pushed_path:
+            lines.append(f"Pushed model: {self.pushed_path}")
+        return "\n".join(lines)
 
     def component(self, name: str) -> metadata.ComponentRun | None:
         return next((c for c in self.components if c.component == name), None)

@@ -20,8 +20,9 @@ from components.tfds_example_gen import TfdsExampleGen
 from components.validation_gate import ValidationGate
 from models.images import TRANSFORM_HPARAMS
 from pipeline import evaluation
-from pipeline.config import PipelineConfig, code_fingerprint
-from pipeline.specs import DatasetSpec
+from pipeline.config import PipelineConfig
+from specs.dataset import DatasetSpec
+from specs.fingerprint import code_fingerprint
 
 HASH_BUCKETS = 100
 
@@ -84,11 +85,11 @@ def transform_hparams(spec: DatasetSpec, hparams: dict[str, Any]) -> dict[str, A
     return {key: value for key, value in hparams.items() if key in TRANSFORM_HPARAMS}
 
 
-def user_code_config(spec: DatasetSpec) -> dict[str, Any]:
+def user_code_config(spec: DatasetSpec, entry_module: str) -> dict[str, Any]:
     """What Transform and Trainer read: the spec without its documentation-only fields
-    (editing the example instance must not retrain), and the code fingerprint."""
+    (editing the example instance must not retrain), and the fingerprint of the code they run."""
     fields = {k: v for k, v in spec.to_dict().items() if k not in ("example_instance", "description")}
-    return {"spec": fields, "code": code_fingerprint()}
+    return {"spec": fields, "code": code_fingerprint(entry_module)}
 
 
 def create_pipeline(spec: DatasetSpec, config: PipelineConfig) -> tfx.dsl.Pipeline:
@@ -103,7 +104,7 @@ def create_pipeline(spec: DatasetSpec, config: PipelineConfig) -> tfx.dsl.Pipeli
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_importer.outputs["schema"],
         preprocessing_fn="models.preprocessing.preprocessing_fn",
-        custom_config={**user_code_config(spec), "hparams": transform_hparams(spec, config.trainer_hparams(spec))})
+        custom_config={**user_code_config(spec, "models.preprocessing"), "hparams": transform_hparams(spec, config.trainer_hparams(spec))})
     transform.add_upstream_node(validation_gate)
 
     trainer = tfx.components.Trainer(
@@ -111,7 +112,7 @@ def create_pipeline(spec: DatasetSpec, config: PipelineConfig) -> tfx.dsl.Pipeli
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_importer.outputs["schema"],
-        custom_config={**user_code_config(spec), "hparams": config.trainer_hparams(spec)})
+        custom_config={**user_code_config(spec, "models.trainer"), "hparams": config.trainer_hparams(spec)})
 
     latest_blessed_model = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,

@@ -6,8 +6,10 @@ runner's component start/finish lines and warnings reach the terminal.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
+import warnings
 
 _COMPONENT_LINE = re.compile(r"Component (\S+) is (running|finished)\.")
 # Warnings TFX 1.15 prints on every run that need no action.
@@ -36,6 +38,18 @@ class _ComponentProgress(logging.Filter):
             seconds = time.monotonic() - self._started.pop(name, time.monotonic())
             record.msg, record.args = "%-28s done in %.1f s", (name, seconds)
         return True
+
+
+def quiet_native_logs(verbose: bool) -> None:
+    """TF's C++ and the Google Cloud stack's import-time chatter, off unless --verbose.
+
+    Must run before TensorFlow is imported: TF reads TF_CPP_MIN_LOG_LEVEL once, when
+    its library loads. A level the user set in the environment is kept.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
+    if not verbose:
+        warnings.filterwarnings("ignore", message="You are using a non-supported Python version",
+                                category=FutureWarning)
 
 
 def configure_logging(verbose: bool) -> None:

@@ -9,7 +9,7 @@ from tfx import v1 as tfx
 
 from pipeline.config import PipelineConfig
 from pipeline.pipeline_def import make_example_gen
-from pipeline.specs import DatasetSpec
+from specs.dataset import DatasetSpec
 
 
 def draft_schema(spec: DatasetSpec, config: PipelineConfig, output: pathlib.Path) -> pathlib.Path:

@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-from pipeline.specs import PROJECT_ROOT, DatasetSpec, load_spec
+from specs.dataset import PROJECT_ROOT, DatasetSpec, load_spec
 from tests.support import write_sample
 
 

@@ -17,7 +17,7 @@ from components.validation_gate import DataAnomalyError
 from tests.support import isolated_config, write_sample
 from pipeline.local_runner import run_local
 from pipeline.predict import latest_version, predict, to_inputs
-from pipeline.specs import PROJECT_ROOT
+from specs.dataset import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
 CHURN_CSV = PROJECT_ROOT / "data/churn/Churn_Modelling.csv"

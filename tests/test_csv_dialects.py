@@ -17,7 +17,7 @@ from components.csv_example_gen import (_EMPTY, _INTEGER, _REAL, _TEXT, CsvForma
                                         reconcile_type)
 from tests.support import isolated_config, write_sample
 from pipeline.pipeline_def import make_example_gen
-from pipeline.specs import PROJECT_ROOT, clean_feature_name, load_spec
+from specs.dataset import PROJECT_ROOT, clean_feature_name, load_spec
 
 WINE_DIR = PROJECT_ROOT / "data/wine_quality"
 WINE_HEADERS = ["fixed acidity", "volatile acidity", "citric acid", "residual sugar", "chlorides",

@@ -16,7 +16,7 @@ from components.validation_gate import DataAnomalyError
 from tests.support import isolated_config, write_sample
 from pipeline.local_runner import run_local
 from pipeline.predict import latest_version, predict, to_inputs
-from pipeline.specs import PROJECT_ROOT, TRAINERS, load_spec
+from specs.dataset import PROJECT_ROOT, TRAINERS, load_spec
 
 pytestmark = pytest.mark.e2e
 WINE_DIR = PROJECT_ROOT / "data/wine_quality"

@@ -6,7 +6,7 @@ import tensorflow as tf
 from tfx import v1 as tfx
 
 from models import estimator_export, estimator_fit, heads, premade_trainer
-from pipeline.specs import load_spec
+from specs.dataset import load_spec
 
 PROBABILITIES = [[0.1, 0.9], [0.8, 0.2]]
 

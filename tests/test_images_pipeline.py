@@ -22,7 +22,7 @@ import tensorflow_datasets as tfds
 from tests.support import isolated_config
 from models import heads, vision
 from pipeline.local_runner import run_local
-from pipeline.specs import load_spec
+from specs.dataset import load_spec
 
 pytestmark = pytest.mark.e2e
 MOCK_EXAMPLES = 40

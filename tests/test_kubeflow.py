@@ -21,11 +21,12 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipeline.beam_runner import beam_args_for
-from pipeline.cli import UsageError, main
+from pipeline.cli import main
+from specs.errors import UsageError
 from pipeline.config import PipelineConfig
 from pipeline.cron import kfp_cron
 from pipeline.kubeflow import IMAGE_PROJECT_ROOT, ClusterOptions, cluster_config, compile_pipeline, kfp_name
-from pipeline.specs import PROJECT_ROOT, available_datasets, load_spec
+from specs.dataset import PROJECT_ROOT, available_datasets, load_spec
 
 IMAGE = "registry.example.com/tfx-pipeline-kit:test"
 ROOT = "gs://kit-bucket/tfx"

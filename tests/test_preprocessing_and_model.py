@@ -7,7 +7,7 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import metadata_io, schema_utils
 
-from models import heads, tabular
+from models import builders, heads
 from models.preprocessing import preprocessing_fn
 from pipeline.config import DEFAULT_BEAM_ARGS
 
@@ -58,7 +58,7 @@ def test_numeric_features_are_z_scored_and_categories_get_vocabulary_ids(churn_s
 
 def test_mlp_builder_is_the_lecture_architecture(churn_spec, transformed):
     tft_output = transformed
-    model = tabular.build_model(churn_spec, tft_output, dict(churn_spec.model))
+    model = builders.build_model(churn_spec, tft_output, dict(churn_spec.model))
     dense = [layer for layer in model.layers if isinstance(layer, tf.keras.layers.Dense)]
     assert [d.units for d in dense] == [128, 64, 32, 1]
     assert [d.activation.__name__ for d in dense] == ["relu", "relu", "relu", "sigmoid"]
@@ -74,7 +74,7 @@ def test_same_seed_same_initial_weights(churn_spec, transformed):
     weights = []
     for _ in range(2):
         tf.keras.utils.set_random_seed(7)
-        weights.append(tabular.build_model(churn_spec, tft_output, dict(churn_spec.model)).get_weights())
+        weights.append(builders.build_model(churn_spec, tft_output, dict(churn_spec.model)).get_weights())
     for a, b in zip(*weights):
         np.testing.assert_array_equal(a, b)
 

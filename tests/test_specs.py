@@ -1,7 +1,8 @@
 """Data set specs: loading, validation and the header-name rule."""
 import pytest
 
-from pipeline.specs import DatasetSpec, SpecError, available_datasets, clean_feature_name, load_spec
+from specs.dataset import DatasetSpec, available_datasets, clean_feature_name, load_spec
+from specs.errors import SpecError
 
 
 def test_churn_spec_describes_the_lecture_data(churn_spec):

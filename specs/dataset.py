@@ -1,7 +1,7 @@
 """Data set specs: a data set described as data (source, features, label, task).
 
 Generic pipeline, Transform and Trainer code act on a `DatasetSpec`; adding a CSV
-data set takes a YAML file in `pipeline/datasets/` and a curated schema in
+data set takes a YAML file in `specs/datasets/` and a curated schema in
 `schemas/<name>/schema.pbtxt`, no new code.
 """
 from __future__ import annotations
@@ -13,15 +13,14 @@ from typing import Any, Mapping
 
 import yaml
 
+from specs.errors import SpecError
+
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
 SPECS_DIR = pathlib.Path(__file__).resolve().parent / "datasets"
 
 TASKS = ("binary_classification", "multiclass_classification", "regression")
 TRAINERS = ("keras", "estimator", "premade")
-
-
-class SpecError(ValueError):
-    """A data set spec is missing, malformed or inconsistent."""
+STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")  # tf.distribute, see models/strategies.py
 
 
 def clean_feature_name(header: str) -> str:
@@ -132,7 +131,7 @@ def available_datasets() -> list[str]:
 
 
 def load_spec(name: str) -> DatasetSpec:
-    """Loads `pipeline/datasets/<name>.yaml`; the error lists the known data sets."""
+    """Loads `specs/datasets/<name>.yaml`; the error lists the known data sets."""
     path = SPECS_DIR / f"{name}.yaml"
     if not path.exists():
         raise SpecError(f"unknown data set {name!r}; known data sets: {', '.join(available_datasets())}")
