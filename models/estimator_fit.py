@@ -6,7 +6,6 @@ eval loss, and export the best checkpoint rather than the last.
 """
 from __future__ import annotations
 
-import logging
 import math
 import os
 from typing import Any, Callable, Mapping
@@ -15,11 +14,10 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
+from models.history import EstimatorLossHook, TrainingHistory, progress
 from models.keras_trainer import make_dataset
 from models.strategies import make_strategy
 from specs.dataset import DatasetSpec
-
-log = logging.getLogger(__name__)
 
 InputFn = Callable[[], tf.data.Dataset]
 
@@ -67,20 +65,23 @@ def fit(estimator: tf.estimator.Estimator, train_input_fn: Callable[[int], Input
         hparams: Mapping[str, Any]) -> str:
     """Trains epoch by epoch with early stopping on eval loss; returns the best checkpoint."""
     epochs, patience = int(hparams.get("epochs", 10)), int(hparams.get("early_stopping_patience", 5))
-    best_loss, best_checkpoint, waited = math.inf, None, 0
+    best_loss, best_checkpoint, best_epoch, waited = math.inf, None, 0, 0
+    history, train_loss = TrainingHistory(estimator.model_dir, hparams.get("trainer", "estimator")), EstimatorLossHook()
     for epoch in range(1, epochs + 1):
-        estimator.train(train_input_fn(epoch))
+        estimator.train(train_input_fn(epoch), hooks=[train_loss])
         metrics = estimator.evaluate(eval_input_fn)
         loss = float(metrics["loss"])
-        log.info("epoch %d/%d: eval loss %.4f (best %.4f)", epoch, epochs, loss, best_loss)
+        history.record(epoch, epochs, {"loss": train_loss.mean_loss,
+                                       **{f"val_{k}": v for k, v in metrics.items() if k != "global_step"}})
         if loss < best_loss:
-            best_loss, best_checkpoint, waited = loss, keep_best(estimator.latest_checkpoint()), 0
+            best_loss, best_checkpoint, best_epoch, waited = loss, keep_best(estimator.latest_checkpoint()), epoch, 0
         else:
             waited += 1
             if waited >= patience:
-                log.info("early stopping after epoch %d; best eval loss %.4f", epoch, best_loss)
+                progress.info("early stopping after epoch %d; best eval loss %.4f", epoch, best_loss)
                 break
     if best_checkpoint is None:
         raise RuntimeError(f"training produced no usable checkpoint (eval loss {loss}); "
                            "lower model.learning_rate or check the data for extreme values")
+    history.choose(best_epoch, "lowest val_loss (best checkpoint)")
     return best_checkpoint

@@ -10,6 +10,8 @@ from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
 from tfx_bsl.public import tfxio
 
 from models import builders, signatures, vision
+from models.history import KerasHistory, TrainingHistory
+from models.step_count import StepCount
 from models.strategies import make_strategy
 from specs.dataset import DatasetSpec
 
@@ -39,17 +41,20 @@ def train(fn_args: FnArgs, spec: DatasetSpec, hparams: Mapping[str, Any]) -> Non
     with strategy.scope():
         model = builders.build_model(spec, tf_transform_output, hparams)
     model.summary(print_fn=log.info)
+    early_stopping = tf.keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=int(hparams.get("early_stopping_patience", 5)), restore_best_weights=True)
     callbacks = [
-        tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(hparams.get("early_stopping_patience", 5)),
-                                         restore_best_weights=True),
+        early_stopping,
         tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
+        KerasHistory(TrainingHistory(fn_args.model_run_dir, "keras"), early_stopping),  # progress lines + report
+        StepCount(fn_args.model_run_dir),  # per process: shows every worker of a cluster stepped
     ]
     history = model.fit(train_ds, validation_data=eval_ds, epochs=int(hparams.get("epochs", 10)),
-                        callbacks=callbacks, verbose=2)
+                        callbacks=callbacks, verbose=0)
     with strategy.scope():
         fine_tune_epochs = vision.unfreeze_for_fine_tuning(model, spec, hparams)
     if fine_tune_epochs:  # transfer learning's second phase (VGG16 last block, lower learning rate)
         done = len(history.epoch)
         model.fit(train_ds, validation_data=eval_ds, initial_epoch=done, epochs=done + fine_tune_epochs,
-                  callbacks=callbacks, verbose=2)
+                  callbacks=callbacks, verbose=0)
     signatures.export_keras_model(model, spec, tf_transform_output, fn_args.serving_model_dir)

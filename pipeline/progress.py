@@ -1,7 +1,8 @@
 """Readable run logs: which component runs, how long it took; everything else on --verbose.
 
 TFX, Beam and TF log thousands of INFO lines per run. By default only the
-runner's component start/finish lines and warnings reach the terminal.
+runner's component start/finish lines, the `progress.*` loggers' lines (one per
+epoch, trial or preparation step) and warnings reach the terminal.
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ class _ComponentProgress(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.WARNING:
             return not any(text in record.getMessage() for text in _HARMLESS)
+        if record.name == "progress" or record.name.startswith("progress."):
+            return True  # long work's own progress lines (epochs, trials, data preparation)
         match = _COMPONENT_LINE.fullmatch(record.getMessage())
         if not match:
             return False
