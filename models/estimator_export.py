@@ -15,6 +15,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from models import heads
+from models.assets_extra import write_assets_extra
 from models.saved_model_pb import edit_signatures
 from models.signatures import raw_serving_spec
 from specs.dataset import DatasetSpec
@@ -107,4 +108,5 @@ def export_estimator(estimator: tf.estimator.Estimator, spec: DatasetSpec, head_
     if tf.io.gfile.exists(export_dir):
         tf.io.gfile.rmtree(export_dir)
     tf.io.gfile.rename(timestamped, export_dir)
+    write_assets_extra(export_dir, spec, tf_transform_output)
     return export_dir

@@ -14,6 +14,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from models import heads
+from models.assets_extra import write_assets_extra
 from models.saved_model_pb import edit_signatures
 from specs.dataset import DatasetSpec
 
@@ -81,3 +82,4 @@ def export_keras_model(model: tf.keras.Model, spec: DatasetSpec,
     api = tf_serving_api_signature(spec)
     set_method_name(export_dir, api, {"classification": tf.saved_model.CLASSIFY_METHOD_NAME,
                                       "regression": tf.saved_model.REGRESS_METHOD_NAME}[api])
+    write_assets_extra(export_dir, spec, tf_transform_output)
