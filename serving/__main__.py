@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--rest_api_max_body_bytes", type=int, default=10 * 1024 * 1024,
                        help="larger REST bodies get HTTP 413 (default 10 MiB)")
     serve.add_argument("--grpc_max_threads", type=int, default=16, help="gRPC worker threads (default 16)")
+    serve.add_argument("--web_console", type=_flag, nargs="?", const=True, default=True,
+                       help="serve the web console at / on the REST port; --web_console=false turns it off "
+                            "(default on; not a TF Serving flag)")
     serve.add_argument("--log_level", default="INFO", help="logging level (default INFO)")
 
     query = commands.add_parser(

@@ -175,6 +175,10 @@ class ModelManager:
 
     # -- request-time lookups -------------------------------------------------------
 
+    def entries(self) -> list[ModelEntry]:
+        """The configured models, as of the last config (re)load, in config order."""
+        return [model.entry for model in self._models.values()]
+
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
         """The Servable a request addresses (latest when neither version nor label is given)."""
         model = self._models.get(name)

@@ -8,6 +8,7 @@ import threading
 
 from serving.batching import BatchingParameters, Batcher, parse_batching_parameters
 from serving.config import ModelEntry, load_model_config_file, single_model
+from serving.console import Console
 from serving.grpc_server import start_grpc_server
 from serving.inference import InferenceService
 from serving.manager import ModelManager
@@ -35,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     service = InferenceService(batcher)
     stopping = threading.Event()
     pages: list[PageHandler] = []  # non-/v1/ pages on the REST port (metrics, console), first match wins
+    if args.web_console:
+        pages.append(Console(manager, args.rest_api_max_body_bytes))
     rest_server = None
     try:
         if args.rest_api_port:
