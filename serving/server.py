@@ -10,10 +10,11 @@ from serving.batching import BatchingParameters, Batcher, parse_batching_paramet
 from serving.config import ModelEntry, load_model_config_file, single_model
 from serving.console import Console
 from serving.grpc_server import start_grpc_server
+from serving.http_server import RestServer
 from serving.inference import InferenceService
 from serving.manager import ModelManager
 from serving.pages import PageHandler
-from serving.rest import RestApi, RestServer
+from serving.rest import RestApi
 
 log = logging.getLogger("serving")
 
@@ -42,17 +43,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.rest_api_port:
             rest_server = RestServer(args.host, args.rest_api_port, RestApi(manager, service),
-                                     args.rest_api_max_body_bytes, pages)
+                                     args.rest_api_max_body_bytes, pages, args.rest_api_num_threads)
         grpc_server = start_grpc_server(args.host, args.port, manager, service, args.grpc_max_threads)
     except OSError as error:
         log.error("cannot start the server: %s", error)
         if rest_server is not None:
-            rest_server.server_close()
+            rest_server.stop()
         manager.stop()
         return 1
     log.info("Running gRPC ModelServer at %s:%d", args.host, args.port)
     if rest_server is not None:
-        threading.Thread(target=rest_server.serve_forever, name="rest", daemon=True).start()
+        rest_server.start()
         log.info("Exporting HTTP/REST API at %s:%d", args.host, args.rest_api_port)
     if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
         threading.Thread(target=_reload_config, args=(args, manager, entries, stopping),
@@ -63,8 +64,7 @@ def run(args: argparse.Namespace) -> int:
     stopping.wait()
     log.info("Shutting down")
     if rest_server is not None:
-        rest_server.shutdown()
-        rest_server.server_close()
+        rest_server.stop()
     grpc_server.stop(grace=2).wait()
     manager.stop()
     if batcher is not None:

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
-
+import re
+import socket
 import pytest
 
 from serving.demo import free_port
 from serving.inference import InferenceService
 from serving.manager import ModelManager
-from serving.rest import RestApi, RestServer
+from serving.http_server import RestServer
+from serving.rest import RestApi
 
 
 class HelloPage:
@@ -43,11 +44,9 @@ def transport():
     port = free_port()
     server = RestServer("127.0.0.1", port, RestApi(ModelManager([], 0), InferenceService()), 1000,
                         [BrokenPage(), page])
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server.start()
     yield port, page
-    server.shutdown()
-    server.server_close()
+    server.stop()
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None):
@@ -86,3 +85,65 @@ def test_v1_paths_never_reach_the_pages(transport):
     status, _, body = request(port, "GET", "/v1/models/none")
     assert status == 404 and "none" in json.loads(body)["error"]
     assert not any(path.startswith("/v1/") for _, path in page.seen)
+
+
+def raw_exchange(port: int, *requests: bytes) -> list[bytes]:
+    """Send raw requests on one connection, one at a time; return each raw answer (head + body)."""
+    answers = []
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        pending = b""
+        for data in requests:
+            sock.sendall(data)
+            while b"\r\n\r\n" not in pending:
+                pending += sock.recv(65536)
+            head, rest = pending.split(b"\r\n\r\n", 1)
+            length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))
+            while len(rest) < length:
+                rest += sock.recv(65536)
+            answers.append(head + b"\r\n\r\n" + rest[:length])
+            pending = rest[length:]
+    return answers
+
+
+def test_one_keep_alive_connection_serves_many_requests(transport):
+    port, _ = transport
+    get = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+    answers = raw_exchange(port, get, get, get)
+    assert all(answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"hello") for answer in answers)
+
+
+def test_post_without_content_length_is_411(transport):
+    port, _ = transport
+    [answer] = raw_exchange(port, b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 411") and b"Content-Length header is required" in answer
+
+
+def test_chunked_body_is_411_and_the_connection_stays_usable(transport):
+    port, _ = transport
+    chunked = (b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"2\r\n{}\r\n0\r\n\r\n")
+    refused, after = raw_exchange(port, chunked, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert refused.startswith(b"HTTP/1.1 411") and b"Chunked request bodies are not supported" in refused
+    assert after.startswith(b"HTTP/1.1 200")
+
+
+def test_body_over_the_limit_is_413(transport):
+    port, _ = transport  # the fixture's limit is 1000 bytes
+    body = b"{" + b" " * 1000 + b"}"
+    [answer] = raw_exchange(port, b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                            % (len(body), body))
+    assert answer.startswith(b"HTTP/1.1 413") and b"exceeds the limit of 1000 bytes" in answer
+
+
+def test_body_at_the_limit_reaches_the_api(transport):
+    port, _ = transport
+    body = b"{" + b" " * 998 + b"}"
+    [answer] = raw_exchange(port, b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                            % (len(body), body))
+    assert answer.startswith(b"HTTP/1.1 404") and b"m" in answer  # the model lookup ran: no such model
+
+
+def test_malformed_content_length_is_400(transport):
+    port, _ = transport
+    [answer] = raw_exchange(port, b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400")

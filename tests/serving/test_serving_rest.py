@@ -264,8 +264,13 @@ def test_oversized_body_is_refused_with_413(server, rest):
 
 
 def test_body_without_content_length_is_refused(server, rest):
-    status, answer = raw_request(server, "POST", "/v1/models/churn:predict", iter([b"{}"]),
-                                 {"Transfer-Encoding": "chunked"})
+    connection = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=60)
+    try:  # a well-formed chunked body: http.client frames the chunks
+        connection.request("POST", "/v1/models/churn:predict", body=iter([b"{}"]), encode_chunked=True)
+        response = connection.getresponse()
+        status, answer = response.status, json.loads(response.read())
+    finally:
+        connection.close()
     assert status == 411
     assert "Content-Length" in answer["error"]
     assert_server_alive(rest)
