@@ -6,13 +6,24 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
+# Debian chromium + driver for the browser tests (tests/browser.py reads the same variables).
+CHROMIUM ?= /usr/bin/chromium
+CHROMEDRIVER ?= /usr/bin/chromedriver
 
-.PHONY: setup demo test test-fast bench lock clean help
+.PHONY: setup browser demo test test-fast bench lock clean help
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/:/'
 
-setup: $(STAMP)  ## Create .venv from requirements.lock (only when missing or when the lock changed).
+setup: $(STAMP) browser  ## Create .venv from requirements.lock (only when missing or when the lock changed).
+
+browser:  ## Install Debian's chromium + chromium-driver for the browser tests (root with apt-get only; never fatal).
+	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing chromium and chromium-driver (Debian packages) for the browser tests"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+	    || echo "Could not install chromium; the browser tests will be skipped and say why"; \
+	else echo "No $(CHROMIUM) or $(CHROMEDRIVER); browser tests will be skipped (install chromium and chromium-driver)"; fi
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 is required (TFX 1.15.1); set PYTHON310=/path/to/python3.10"; exit 1; }
