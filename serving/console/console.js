@@ -78,8 +78,7 @@ async function onVersion() {
   resetAnswer();
   const model = currentModel();
   const version = currentVersion();
-  $("report-link").hidden = !version.report;
-  if (version.report) $("report-link").href = version.report;
+  $("report-link").hidden = true;
   const [metadata, schema] = await Promise.all([
     getJson(`${modelPath()}/metadata`),
     getJson(`/console/api/models/${encodeURIComponent(model.name)}/versions/${version.version}/schema`),
@@ -92,6 +91,8 @@ async function onVersion() {
   $("signature").replaceChildren(...names.map((name) => new Option(name, name)));
   if (!names.length) throw new Error(`Version ${version.version} of ${model.name} has no predict signature.`);
   buildForm();
+  $("report-link").hidden = !version.report;  // shown once the version's form is ready
+  if (version.report) $("report-link").href = version.report;
 }
 
 function innerShape(info) {
