@@ -54,14 +54,37 @@ def make_eval_config(spec: DatasetSpec, overrides: Mapping[str, Mapping[str, flo
     for name in metric_names:
         config = tfma.MetricConfig(class_name=name)
         threshold = _threshold(name, thresholds.get(name), name == no_regression_metric)
-        if threshold is not None:
-            config.threshold.CopyFrom(threshold)
+        if threshold is not None:  # the whole split only: MetricConfig.threshold would gate every slice too
+            config.per_slice_thresholds.append(
+                tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold))
         metrics.append(config)
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name="serving_tf_example", label_key=spec.label,
                                     prediction_key=eval_prediction_key(spec))],
-        slicing_specs=[tfma.SlicingSpec()],
-        metrics_specs=[tfma.MetricsSpec(metrics=metrics)] + per_class_metrics_specs(spec))
+        slicing_specs=slicing_specs(spec),
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics + report_plots(spec))] + per_class_metrics_specs(spec))
+
+
+def report_plots(spec: DatasetSpec) -> list[tfma.MetricConfig]:
+    """Plots for the run report (never gated): ROC/PR/confusion at thresholds and calibration, or the
+    multi-class confusion matrix."""
+    names = {"binary_classification": ["ConfusionMatrixPlot", "CalibrationPlot"],
+             "multiclass_classification": ["MultiClassConfusionMatrixPlot"]}.get(spec.task, [])
+    return [tfma.MetricConfig(class_name=name) for name in names]
+
+
+def slicing_specs(spec: DatasetSpec) -> list[tfma.SlicingSpec]:
+    """The whole split, then each `evaluation.slices` entry (a feature, or a list of features to cross).
+
+    Slices are reported, not gated: a small slice's metric is noisy."""
+    specs = [tfma.SlicingSpec()]
+    for entry in spec.evaluation.get("slices", []):
+        features = [entry] if isinstance(entry, str) else list(entry)
+        unknown = [f for f in features if f not in spec.feature_names]
+        if unknown:
+            raise ValueError(f"{spec.name}: evaluation.slices names {unknown}, which are not features of the spec")
+        specs.append(tfma.SlicingSpec(feature_keys=features))
+    return specs
 
 
 def per_class_metrics_specs(spec: DatasetSpec) -> list[tfma.MetricsSpec]:
