@@ -21,8 +21,17 @@ NOT_BLESSED = 3  # exit code of `run` when the model missed a threshold: nothing
 
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.local_runner import run_local  # heavy imports only when running
-    report = run_local(load_spec(args.dataset), config_from_args(args))
+    spec, config = load_spec(args.dataset), config_from_args(args)
+    from pipeline.report_cli import write_after_run
+    try:
+        report = run_local(spec, config)
+    except Exception:
+        if not args.no_report:  # failed runs get a report too: it says what stopped them
+            write_after_run(spec, config)
+        raise
     print(report.summary())
+    if not args.no_report:
+        write_after_run(spec, config)
     if args.report:
         args.report.write_text(json.dumps(report.to_dict(), indent=2))
     return NOT_BLESSED if report.blessed is False else 0
@@ -74,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Ingest, validate, transform, train, evaluate and push one data set.")
     add_run_args(run)
     run.add_argument("--report", type=pathlib.Path, help="also write the run summary as JSON here")
+    run.add_argument("--no-report", action="store_true",
+                     help="skip the HTML run report (default: written to HOME/NAME/reports/RUN_ID.html)")
     run.set_defaults(func=cmd_run)
 
     schema = sub.add_parser("schema", help="draft a schema from the data for a human to curate",
@@ -104,8 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extensions() -> list[Callable]:
     """Sub-command groups living in their own modules (e.g. Kubeflow)."""
-    from pipeline import kubeflow_cli
-    return [kubeflow_cli.register]
+    from pipeline import kubeflow_cli, report_cli
+    return [kubeflow_cli.register, report_cli.register]
 
 
 def _drop_tf_shutdown_noise(unraisable) -> None:

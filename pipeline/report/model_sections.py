@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,13 @@ def _overall(result, key: str) -> dict[str, Any]:
     return {}
 
 
+def overall_metric_values(evaluation_uri: str, model_name: str | None = None) -> dict[str, float]:
+    """Metric name -> value on the whole held-out split (the candidate's, unless `model_name` says otherwise)."""
+    result = _load_eval(evaluation_uri, model_name) or _load_eval(evaluation_uri, "candidate")
+    values = _overall(result, "metrics") if result else {}
+    return {name: _value(v) for name, v in values.items() if _value(v) is not None}
+
+
 def _value(metric: Any) -> float | None:
     if isinstance(metric, dict) and "doubleValue" in metric:
         return float(metric["doubleValue"])
@@ -83,10 +91,22 @@ def _threshold_text(threshold) -> str:
     return "; ".join(parts)
 
 
+def metric_key(class_name: str) -> str:
+    """TFMA's result name of a metric class: `AUC` -> `auc`, `BinaryAccuracy` -> `binary_accuracy`."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", class_name).lower()
+
+
 def _thresholds(config) -> dict[str, str]:
-    """Metric name -> its gate in words, from the EvalConfig the Evaluator ran with."""
-    return {metric.class_name: _threshold_text(metric.threshold)
-            for spec in config.metrics_specs for metric in spec.metrics if metric.HasField("threshold")}
+    """Metric class -> its gate in words, from the EvalConfig the Evaluator ran with."""
+    gates = {}
+    for spec in config.metrics_specs:
+        for metric in spec.metrics:
+            thresholds = [metric.threshold] if metric.HasField("threshold") else []
+            thresholds += [t.threshold for t in metric.per_slice_thresholds]
+            text = "; ".join(_threshold_text(t) for t in thresholds)
+            if text:
+                gates[metric.class_name] = text
+    return gates
 
 
 def _failures(validation) -> dict[str, str]:
@@ -119,8 +139,7 @@ def evaluation_section(run: RunData, label_names: list[str]) -> str:
     for name, value in sorted(metrics.items()):
         if _value(value) is None or name.endswith("_diff"):
             continue
-        gate = next((g for metric, g in gates.items() if metric.lower().replace("binary", "") in
-                     name.replace("_", "").lower()), "")
+        gate = next((g for metric, g in gates.items() if metric_key(metric) == name), "")
         status = ("<span class=\"bad\">failed</span>" if name in failures else
                   "<span class=\"ok\">passed</span>" if gate else "")
         rows.append([esc(name), fmt(_value(value)), fmt(_value(baseline_metrics.get(name))), esc(gate), status])
