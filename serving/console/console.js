@@ -259,10 +259,16 @@ function abbreviated(value) {
   return value;
 }
 
+// Indented JSON with arrays of plain values on one line, so probabilities and shapes stay readable.
+function pretty(value) {
+  return JSON.stringify(value, null, 2)
+    .replace(/\[\n\s*([^\[\]{}]*?)\n\s*\]/g, (_, inner) => `[${inner.split(/,\n\s*/).join(", ")}]`);
+}
+
 function showExchange(url, body, hasImage) {
   const text = JSON.stringify(body);
   $("endpoint").textContent = `POST ${location.origin}${url}`;
-  $("request-json").textContent = JSON.stringify(abbreviated(body), null, 2);
+  $("request-json").textContent = pretty(abbreviated(body));
   $("curl").textContent = hasImage
     ? `curl -X POST ${location.origin}${url} -H 'Content-Type: application/json' -d @request.json\n` +
       "# request.json: the request body above, with the image's full base64"
@@ -316,7 +322,7 @@ async function send(url, text) {
   let payload = null;
   try { payload = JSON.parse(answer); } catch (error) { /* shown as text below */ }
   $("response-status").textContent = `(HTTP ${response.status})`;
-  $("response-json").textContent = payload === null ? answer : JSON.stringify(payload, null, 2);
+  $("response-json").textContent = payload === null ? answer : pretty(payload);
   if (!response.ok || payload === null) {
     const reason = payload && payload.error ? payload.error : answer.slice(0, 300);
     showMessage(`The server answered HTTP ${response.status}: ${reason}`);
@@ -354,7 +360,7 @@ function showAnswer(payload) {
   } else {
     headline.textContent = "Outputs";
     const pre = document.createElement("pre");
-    pre.textContent = JSON.stringify(prediction, null, 2);
+    pre.textContent = pretty(prediction);
     chart.append(pre);
   }
   $("answer").hidden = false;
