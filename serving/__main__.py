@@ -7,10 +7,13 @@ carry over to `tensorflow_model_server` unchanged.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
+import re
 import sys
+from typing import NoReturn
 
 
 def _flag(text: str) -> bool:
@@ -21,6 +24,16 @@ def _flag(text: str) -> bool:
     if value in ("false", "0", "no"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _flag_value_error(serve: argparse.ArgumentParser, message: str) -> NoReturn:
+    """A flag value that does not parse: TF Serving's flag parser wording, usage, exit code 255 (-1)."""
+    match = re.match(r"argument --(\w+): (?:invalid \S+ value|expected true or false, got): '?(.*?)'?$", message)
+    if match is None:
+        serve.exit(2, f"{serve.format_usage()}{serve.prog}: error: {message}\n")
+    print(f"Couldn't interpret value {match[2]} for flag {match[1]}.", file=sys.stderr)
+    print(serve.format_help(), flush=True)
+    sys.exit(255)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +69,29 @@ def build_parser() -> argparse.ArgumentParser:
                        help="serve the web console at / on the REST port; --web_console=false turns it off "
                             "(default on; not a TF Serving flag)")
     serve.add_argument("--log_level", default="INFO", help="logging level (default INFO)")
+    serve.add_argument("--enable_signature_method_name_check", type=_flag, nargs="?", const=True, default=False,
+                       help="classify/regress/predict only on signatures with the matching method_name "
+                            "(TF Serving's default is off)")
+    serve.add_argument("--allow_version_labels_for_unavailable_models", type=_flag, nargs="?", const=True,
+                       default=False, help="a new version label may name a version that is not loaded yet")
+    serve.add_argument("--monitoring_config_file",
+                       help="MonitoringConfig text proto; prometheus_config { enable: true } serves metrics "
+                            "on the REST port")
+    serve.add_argument("--grpc_channel_arguments", default="",
+                       help="gRPC server channel arguments, e.g. grpc.max_connection_age_ms=2000,...")
+    serve.add_argument("--tensorflow_session_parallelism", type=int, default=0,
+                       help="threads per TensorFlow session pool (0 = TensorFlow's default)")
+    serve.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
+                       help="threads within one op (0 = TensorFlow's default)")
+    serve.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
+                       help="ops run in parallel (0 = TensorFlow's default)")
+    serve.add_argument("--enable_model_warmup", type=_flag, nargs="?", const=True, default=True,
+                       help="replay assets.extra/tf_serving_warmup_requests on load (default true)")
+    serve.add_argument("--num_request_iterations_for_warmup", type=int, default=1,
+                       help="times each warm-up record is replayed (default 1)")
+
+    serve.error = functools.partial(_flag_value_error, serve)
+    parser.serve_parser = serve
 
     query = commands.add_parser(
         "query", help="send a predict request over REST and print the answer",
@@ -98,9 +134,13 @@ def _query(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
     if args.command == "query":
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         return _query(args)
+    if unknown:  # TF Serving prints this and the usage, then serves anyway
+        print(f"unknown argument: {unknown[0]}\n{parser.serve_parser.format_help()}", flush=True)
     if bool(args.model_config_file) == bool(args.model_base_path):
         parser.error("serve needs exactly one of --model_base_path or --model_config_file")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out of the log

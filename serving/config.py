@@ -57,8 +57,8 @@ def parse_model_config(text: str) -> list[ModelEntry]:
 
     try:
         config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
-    except text_format.ParseError as error:
-        raise ValueError(f"not a ModelServerConfig text proto: {error}") from error
+    except text_format.ParseError as error:  # TF Serving logs protobuf's wording for this
+        raise ValueError(f"Error parsing text-format tensorflow.serving.ModelServerConfig: {error}") from error
     return entries_from_proto(config)
 
 

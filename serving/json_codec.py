@@ -12,6 +12,7 @@ import binascii
 import functools
 import json
 import math
+import re
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -24,42 +25,35 @@ from serving.servable import dtype_name
 ROW = "row"
 COLUMNAR = "columnar"
 
+# Integer dtypes TF Serving's AddValueToTensor accepts, and the JSON integer range each takes
+# (IsInt, IsInt64, IsUint, IsUint64). Narrow types take any int32 and wrap, as its TensorProto does.
 _INT_RANGES = {
-    types_pb2.DT_INT8: (-2**7, 2**7 - 1),
-    types_pb2.DT_UINT8: (0, 2**8 - 1),
-    types_pb2.DT_INT16: (-2**15, 2**15 - 1),
-    types_pb2.DT_UINT16: (0, 2**16 - 1),
+    types_pb2.DT_INT8: (-2**31, 2**31 - 1),
+    types_pb2.DT_UINT8: (-2**31, 2**31 - 1),
+    types_pb2.DT_INT16: (-2**31, 2**31 - 1),
     types_pb2.DT_INT32: (-2**31, 2**31 - 1),
-    types_pb2.DT_UINT32: (0, 2**32 - 1),
     types_pb2.DT_INT64: (-2**63, 2**63 - 1),
+    types_pb2.DT_UINT32: (0, 2**32 - 1),
     types_pb2.DT_UINT64: (0, 2**64 - 1),
 }
 _NUMPY_TYPES = {
-    types_pb2.DT_FLOAT: np.float32, types_pb2.DT_DOUBLE: np.float64, types_pb2.DT_HALF: np.float16,
+    types_pb2.DT_FLOAT: np.float32, types_pb2.DT_DOUBLE: np.float64,
     types_pb2.DT_INT8: np.int8, types_pb2.DT_UINT8: np.uint8, types_pb2.DT_INT16: np.int16,
-    types_pb2.DT_UINT16: np.uint16, types_pb2.DT_INT32: np.int32, types_pb2.DT_UINT32: np.uint32,
+    types_pb2.DT_INT32: np.int32, types_pb2.DT_UINT32: np.uint32,
     types_pb2.DT_INT64: np.int64, types_pb2.DT_UINT64: np.uint64, types_pb2.DT_BOOL: np.bool_,
     types_pb2.DT_STRING: object,
 }
-# Largest integers a float type holds exactly (TF Serving's IsLosslessDecimal).
-_MAX_EXACT_INT = {types_pb2.DT_FLOAT: 2**24 - 1, types_pb2.DT_HALF: 2**11 - 1, types_pb2.DT_DOUBLE: 2**53 - 1}
-_MAX_FLOAT = {types_pb2.DT_FLOAT: float(np.finfo(np.float32).max),
-              types_pb2.DT_HALF: float(np.finfo(np.float16).max),
-              types_pb2.DT_DOUBLE: math.inf}
+_WRAPPED = {types_pb2.DT_INT8, types_pb2.DT_UINT8, types_pb2.DT_INT16}
+MAX_RANK = 32  # numpy's limit; TF Serving's TensorShape allows 254
 
 
 # -- request parsing --------------------------------------------------------------
 
 def parse_body(body: bytes) -> dict:
-    """Decode a request body that must be a JSON object."""
+    """Decode a request body that must be a JSON object (TF Serving's ParseJson)."""
     if not body:
         raise invalid_argument("JSON Parse error: The document is empty")
-    try:
-        doc = json.loads(body)
-    except json.JSONDecodeError as error:
-        raise invalid_argument(f"JSON Parse error: {error.msg} at offset: {error.pos}") from error
-    except (UnicodeDecodeError, RecursionError) as error:
-        raise invalid_argument(f"JSON Parse error: {error}") from error
+    doc = loads(body)
     if not isinstance(doc, dict):
         raise invalid_argument(f"JSON Value: {_show(doc)} Is not object")
     return doc
@@ -137,7 +131,7 @@ def _add_item(item: Any, name: str, dtype: int, shapes: dict, out: list) -> None
     if not isinstance(item, list) and shapes.get(name) == []:
         out.append(_converter(dtype)(item))  # fast path: the usual scalar feature value
         return
-    shape = _dense_shape(item)
+    shape = _dense_shape(item, MAX_RANK - 1)  # the instances list adds one dimension
     if name in shapes and shapes[name] != shape:
         size, expected = math.prod(shape), math.prod(shapes[name])
         if size != expected:
@@ -155,12 +149,7 @@ def _from_inputs(inputs: Any, infos: Mapping) -> dict[str, np.ndarray]:
                 "required as per tensorinfo_map")
         name = next(iter(infos))
         return {name: _tensor(inputs, infos[name].dtype)}
-    unknown = sorted(set(inputs) - set(infos))
-    if unknown:  # TF Serving ignores these; rejecting them catches misspelt feature names
-        raise invalid_argument(
-            f"Unknown named input(s): {','.join(unknown)} in 'inputs' object. "
-            f"Expected: {','.join(sorted(infos))}")
-    tensors = {}
+    tensors = {}  # keys the signature does not name are ignored, as TF Serving does
     for name in sorted(infos):
         if name not in inputs:
             raise invalid_argument(f"Missing named input: {name} in 'inputs' object.")
@@ -169,25 +158,32 @@ def _from_inputs(inputs: Any, infos: Mapping) -> dict[str, np.ndarray]:
 
 
 def _tensor(value: Any, dtype: int) -> np.ndarray:
-    shape = _dense_shape(value)
+    shape = _dense_shape(value, MAX_RANK)
     flat: list = []
     _fill(value, 0, shape, _converter(dtype), flat)
     return _array(flat, shape, dtype)
 
 
 def _array(flat: list, shape: list[int], dtype: int) -> np.ndarray:
-    array = np.empty(len(flat), dtype=object) if dtype == types_pb2.DT_STRING else None
-    if array is not None:
+    if dtype == types_pb2.DT_STRING:
+        array = np.empty(len(flat), dtype=object)
         array[:] = flat
+    elif dtype in _WRAPPED:
+        array = np.asarray(flat, dtype=np.int64).astype(_NUMPY_TYPES[dtype])
     else:
-        array = np.asarray(flat, dtype=_NUMPY_TYPES[dtype])
+        with np.errstate(over="ignore"):
+            array = np.asarray(flat, dtype=_NUMPY_TYPES[dtype])
     return array.reshape(shape)
 
 
-def _dense_shape(value: Any) -> list[int]:
+def _dense_shape(value: Any, max_rank: int) -> list[int]:
+    """The shape the first elements imply (TF Serving's GetDenseTensorShape), checked before any recursion."""
     shape = []
     while isinstance(value, list):
         shape.append(len(value))
+        if len(shape) > max_rank:
+            raise invalid_argument(f"Shape {_shape_str(shape)}... has too many dimensions "
+                                   f"(at most {max_rank} here)")
         if not value:
             break
         value = value[0]
@@ -237,17 +233,9 @@ def _converter(dtype: int) -> Callable[[Any], Any]:
                 return value
             raise _type_error(value, dtype)
         return to_int
-    if dtype in _MAX_EXACT_INT:
-        max_int, max_float = _MAX_EXACT_INT[dtype], _MAX_FLOAT[dtype]
-
-        def to_float(value):
-            if type(value) is int:
-                if abs(value) > max_int:
-                    raise _lossy(value, dtype)
-                return value
-            if type(value) is float:
-                if math.isfinite(value) and abs(value) > max_float:
-                    raise _lossy(value, dtype)
+    if dtype in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE):
+        def to_float(value):  # any number; float32 overflow becomes +/-inf, as RapidJSON's GetFloat
+            if type(value) is int or type(value) is float:
                 return value
             raise _type_error(value, dtype)
         return to_float
@@ -280,11 +268,6 @@ def _type_error(value: Any, dtype: int) -> ServingError:
         f"JSON Value: {_show(value)} Type: {_json_type(value)} is not of expected type: {dtype_name(dtype)}")
 
 
-def _lossy(value: Any, dtype: int) -> ServingError:
-    return invalid_argument(
-        f"Cannot convert JSON value: {_show(value)} to {dtype_name(dtype)} without loss of precision.")
-
-
 def _json_type(value: Any) -> str:
     if value is None:
         return "Null"
@@ -295,13 +278,263 @@ def _json_type(value: Any) -> str:
     return {str: "String", list: "Array", dict: "Object"}[type(value)]
 
 
-def _show(value: Any, limit: int = 200) -> str:
-    text = json.dumps(value, separators=(",", ":"))
-    return text if len(text) <= limit else text[:limit] + "..."
+def _show(value: Any) -> str:
+    return debug_string(value)
 
 
 def _shape_str(shape: list[int]) -> str:
     return "[" + ",".join(str(d) for d in shape) + "]"
+
+
+# -- RapidJSON-compatible parsing -----------------------------------------------------
+
+class _NumberTooBig(ValueError):
+    """A JSON number no double holds: json.loads hands over to the exact parser, which says where."""
+
+
+def _parse_int(text: str) -> int | float:
+    """RapidJSON keeps integers that fit int64/uint64 and makes the rest doubles."""
+    value = int(text)
+    if -2**63 <= value < 2**64:
+        return value
+    return _parse_float(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _NumberTooBig(text)
+    return value
+
+
+def loads(body: bytes | str) -> Any:
+    """JSON as TF Serving's RapidJSON reads it (iterative, NaN/Inf tokens, stops after the first value).
+
+    The C parser handles the common case; anything it refuses (deep nesting, `Inf`,
+    trailing data, errors) goes to `_RapidJsonParser`, which answers like RapidJSON.
+    """
+    try:
+        return json.loads(body, parse_int=_parse_int, parse_float=_parse_float)
+    except (ValueError, RecursionError):
+        text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+        return _RapidJsonParser(text).parse()
+
+
+_ERRORS = {
+    "empty": "The document is empty.",
+    "value": "Invalid value.",
+    "name": "Missing a name for object member.",
+    "colon": "Missing a colon after a name of object member.",
+    "object": "Missing a comma or '}' after an object member.",
+    "array": "Missing a comma or ']' after an array element.",
+    "hex": "Incorrect hex digit after \\u escape in string.",
+    "surrogate": "The surrogate pair in string is invalid.",
+    "escape": "Invalid escape character in string.",
+    "quote": "Missing a closing quotation mark in string.",
+    "encoding": "Invalid encoding in string.",
+    "big": "Number too big to be stored in double.",
+    "fraction": "Miss fraction part in number.",
+    "exponent": "Miss exponent in number.",
+}
+_WHITESPACE = " \t\n\r"
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)")
+
+
+class _RapidJsonParser:
+    """An iterative JSON parser with RapidJSON's flags (Iterative | NanAndInf | StopWhenDone) and errors."""
+
+    def __init__(self, text: str):
+        self._text = text
+        self._pos = 0
+
+    def _fail(self, kind: str, offset: int | None = None) -> ServingError:
+        return invalid_argument(
+            f"JSON Parse error: {_ERRORS[kind]} at offset: {self._pos if offset is None else offset}")
+
+    def _skip(self) -> None:
+        text, pos = self._text, self._pos
+        while pos < len(text) and text[pos] in _WHITESPACE:
+            pos += 1
+        self._pos = pos
+
+    def _peek(self) -> str:
+        return self._text[self._pos] if self._pos < len(self._text) else ""
+
+    def parse(self) -> Any:
+        self._skip()
+        if not self._peek():
+            raise self._fail("empty")
+        stack: list[tuple[Any, str | None]] = []  # (container, pending object key)
+        while True:
+            char = self._peek()
+            if char == "{" or char == "[":
+                self._pos += 1
+                self._skip()
+                container: Any = {} if char == "{" else []
+                close = "}" if char == "{" else "]"
+                if self._peek() == close:
+                    self._pos += 1
+                    value = container
+                else:
+                    key = self._key() if char == "{" else None
+                    stack.append((container, key))
+                    continue
+            else:
+                value = self._scalar()
+            while True:  # attach the finished value, closing containers as they end
+                if not stack:
+                    return value  # kParseStopWhenDoneFlag: whatever follows is not read
+                container, key = stack[-1]
+                if isinstance(container, dict):
+                    container[key] = value
+                else:
+                    container.append(value)
+                self._skip()
+                char = self._peek()
+                if char == ",":
+                    self._pos += 1
+                    self._skip()
+                    if isinstance(container, dict):
+                        stack[-1] = (container, self._key())
+                    break
+                if char == ("}" if isinstance(container, dict) else "]"):
+                    self._pos += 1
+                    stack.pop()
+                    value = container
+                    continue
+                raise self._fail("object" if isinstance(container, dict) else "array")
+
+    def _key(self) -> str:
+        if self._peek() != '"':
+            raise self._fail("name")
+        key = self._string()
+        self._skip()
+        if self._peek() != ":":
+            raise self._fail("colon")
+        self._pos += 1
+        self._skip()
+        return key
+
+    def _scalar(self) -> Any:
+        text, pos = self._text, self._pos
+        char = self._peek()
+        if char == '"':
+            return self._string()
+        for literal, value in (("true", True), ("false", False), ("null", None), ("NaN", math.nan),
+                               ("Infinity", math.inf), ("-Infinity", -math.inf), ("Inf", math.inf),
+                               ("-Inf", -math.inf)):
+            if text.startswith(literal, pos):
+                self._pos += len(literal)
+                return value
+        match = _NUMBER.match(text, pos)
+        if match is None:
+            raise self._fail("value")
+        end, is_float = match.end(), False
+        if text.startswith(".", end):
+            is_float = True
+            digits = re.match(r"[0-9]+", text[end + 1:end + 2])
+            if digits is None:
+                raise self._fail("fraction", end + 1)
+            end = re.compile(r"\.[0-9]+").match(text, end).end()
+        if end < len(text) and text[end] in "eE":
+            is_float = True
+            exponent = re.compile(r"[eE][+-]?[0-9]+").match(text, end)
+            if exponent is None:
+                raise self._fail("exponent", end + 1)
+            end = exponent.end()
+        self._pos = end
+        try:
+            return _parse_float(text[pos:end]) if is_float else _parse_int(text[pos:end])
+        except _NumberTooBig:
+            raise self._fail("big", pos) from None
+
+    def _string(self) -> str:
+        text, start = self._text, self._pos + 1
+        parts, pos = [], start
+        while True:
+            end = pos
+            while end < len(text) and text[end] not in '"\\' and text[end] >= " ":
+                end += 1
+            parts.append(text[pos:end])
+            if end >= len(text) or text[end] == "\0":
+                raise self._fail("quote", end)
+            char = text[end]
+            if char == '"':
+                self._pos = end + 1
+                return "".join(parts)
+            if char < " ":
+                raise self._fail("encoding", end)
+            escape = text[end + 1:end + 2]
+            if escape in _ESCAPES:
+                parts.append(_ESCAPES[escape])
+                pos = end + 2
+            elif escape == "u":
+                code, pos = self._hex4(end + 2)
+                if 0xD800 <= code <= 0xDBFF:
+                    if text[pos:pos + 2] != "\\u":
+                        raise self._fail("surrogate", pos)
+                    low, pos = self._hex4(pos + 2)
+                    if not 0xDC00 <= low <= 0xDFFF:
+                        raise self._fail("surrogate", pos - 4)
+                    code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                parts.append(chr(code))
+            else:
+                raise self._fail("escape", end + 1)
+
+    def _hex4(self, pos: int) -> tuple[int, int]:
+        digits = self._text[pos:pos + 4]
+        if len(digits) != 4 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+            raise self._fail("hex", pos)
+        return int(digits, 16), pos + 4
+
+
+def debug_string(value: Any, limit: int = 256) -> str:
+    """TF Serving's JsonValueToDebugString: compact JSON cut off once it reaches `limit` bytes.
+
+    Iterative, so a document nested thousands deep costs no recursion.
+    """
+    out: list[str] = []
+    size = 0
+    stack: list[Any] = [value]
+    while stack and size < limit:
+        item = stack.pop()
+        if isinstance(item, _Token):
+            piece = item.text
+        elif isinstance(item, dict):
+            piece = "{"
+            stack.append(_Token("}"))
+            for index, (key, member) in reversed(list(enumerate(item.items()))):
+                stack.append(member)
+                stack.append(_Token(("," if index else "") + json.dumps(key) + ":"))
+        elif isinstance(item, list):
+            piece = "["
+            stack.append(_Token("]"))
+            for index, member in reversed(list(enumerate(item))):
+                stack.append(member)
+                if index:
+                    stack.append(_Token(","))
+        else:
+            piece = _scalar_text(item)
+        out.append(piece)
+        size += len(piece.encode("utf-8"))
+    return "".join(out)
+
+
+class _Token:
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+    return json.dumps(value)
 
 
 # -- classify / regress requests ---------------------------------------------------
@@ -335,18 +568,16 @@ def _example(value: Any) -> example_pb2.Example:
 
 
 def _add_to_feature(value: Any, name: str, feature: feature_pb2.Feature) -> None:
+    """TF Serving's AddValueToFeature: bools and integers to int64_list, other numbers to float_list."""
     if isinstance(value, bool):
         _feature_list(feature, "int64_list", name).value.append(int(value))
-    elif isinstance(value, int):
+    elif isinstance(value, int):  # the JSON parser made integers beyond uint64 doubles
         if value > 2**63 - 1:
-            raise invalid_argument(f"Feature: {name} has uint64 element. Only int64 is supported.")
-        if value < -2**63:
-            raise invalid_argument(f"Feature: {name} has element with unexpected JSON type: Number")
+            raise invalid_argument(f"Feature: {name} has uint64_t element. Only int64_t is supported.")
         _feature_list(feature, "int64_list", name).value.append(value)
     elif isinstance(value, float):
-        if math.isfinite(value) and abs(value) > _MAX_FLOAT[types_pb2.DT_FLOAT]:
-            raise _lossy(value, types_pb2.DT_FLOAT)
-        _feature_list(feature, "float_list", name).value.append(value)
+        with np.errstate(over="ignore"):  # float32 overflow becomes +/-inf, as RapidJSON's GetFloat
+            _feature_list(feature, "float_list", name).value.append(float(np.float32(value)))
     elif isinstance(value, str):
         _feature_list(feature, "bytes_list", name).value.append(value.encode("utf-8"))
     elif _is_b64(value):
@@ -393,9 +624,10 @@ def _to_json(name: str, array: np.ndarray) -> Any:
         as_b64 = name.endswith("_bytes")
         flat = [_string_out(value, as_b64) for value in array.reshape(-1)]
         return np.array(flat, dtype=object).reshape(array.shape).tolist() if array.ndim else flat[0]
-    if array.dtype in (np.float32, np.float16):
-        # Shortest digits that round-trip in the tensor's own precision, as TF Serving writes them.
-        return array.astype(str).astype(np.float64).tolist()
+    if array.dtype in (np.float32, np.float16, np.float64):
+        narrow = array.dtype != np.float64
+        flat = [_tf_decimal(value, narrow) for value in array.reshape(-1).tolist()]
+        return np.array(flat, dtype=np.float64).reshape(array.shape).tolist()
     return array.tolist()
 
 
@@ -415,7 +647,19 @@ def regress_response(values: list[float]) -> dict:
 
 
 def _float32(value: float) -> float:
-    return float(str(np.float32(value)))
+    return _tf_decimal(float(np.float32(value)), narrow=True)
+
+
+def _tf_decimal(value: float, narrow: bool) -> float:
+    """The number TF Serving's WriteDecimal prints: 6 significant digits ("%g") when they
+    round-trip in the value's own precision, else 9 (float) or 17 (double) digits."""
+    if not math.isfinite(value):
+        return value  # written as NaN / Infinity / -Infinity
+    text = "%g" % value
+    back = float(text)
+    if (float(np.float32(back)) if narrow else back) != value:
+        text = ("%.9g" if narrow else "%.17g") % value
+    return float(text)
 
 
 def dumps(payload: Any) -> bytes:

@@ -14,10 +14,10 @@ import logging
 import os
 import threading
 import time
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from serving.config import ModelEntry
-from serving.errors import Code, invalid_argument, not_found
+from serving.errors import Code, failed_precondition, invalid_argument, not_found
 from serving.servable import Servable
 from serving.versions import is_complete, local_version_dirs
 
@@ -53,8 +53,13 @@ class _Model:
 class ModelManager:
     """Owns the served Servables of every configured model."""
 
-    def __init__(self, entries: Iterable[ModelEntry], poll_wait_seconds: float):
+    def __init__(self, entries: Iterable[ModelEntry], poll_wait_seconds: float,
+                 load: Callable[[str, int, str], Servable] = Servable.load,
+                 allow_labels_for_unavailable: bool = False):
         self._poll_wait = poll_wait_seconds
+        self._load_servable = load
+        self._allow_labels_for_unavailable = allow_labels_for_unavailable
+        self._labels: dict[str, Mapping[str, int]] = {}  # applied only once TF Serving's checks pass
         self._models: dict[str, _Model] = {entry.name: _Model(entry) for entry in entries}
         self._status_lock = threading.Lock()
         self._poll_lock = threading.Lock()
@@ -64,16 +69,27 @@ class ModelManager:
     # -- lifecycle ---------------------------------------------------------------
 
     def start(self) -> None:
-        """Load what is on disk now, then keep polling in the background if asked to."""
+        """Load what is on disk now, then keep polling in the background if asked to.
+
+        Raises ServingError (FAILED_PRECONDITION) when a version label names a version
+        that is not available, as TF Serving refuses to start then.
+        """
         self._settled_poll()
+        self._update_labels()
         if self._poll_wait > 0:
             self._thread = threading.Thread(target=self._poll_loop, name="model-poller", daemon=True)
             self._thread.start()
 
     def stop(self) -> None:
+        """Stop polling and close every served version (call after the transports stopped)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        with self._poll_lock:
+            for model in self._models.values():
+                served, model.serving = model.serving, {}
+                for servable in served.values():
+                    servable.close()
 
     def _poll_loop(self) -> None:
         while not self._stop.wait(self._poll_wait):
@@ -97,6 +113,26 @@ class ModelManager:
                     log.info("model %s removed from config; unloading versions %s", name, sorted(model.serving))
             self._models = models
         self._settled_poll()
+        self._update_labels()
+
+    def _update_labels(self) -> None:
+        """TF Serving's UpdateModelVersionLabelMap: labels must name AVAILABLE versions.
+
+        With --allow_version_labels_for_unavailable_models a label may name any version,
+        unless it already names another one.
+        """
+        labels: dict[str, Mapping[str, int]] = {}
+        for name, model in self._models.items():
+            for label, version in model.entry.labels.items():
+                existing = self._labels.get(name, {}).get(label)
+                allowed = self._allow_labels_for_unavailable and existing in (None, version)
+                status = model.statuses.get(version)
+                if not allowed and (status is None or status.state != "AVAILABLE"):
+                    raise failed_precondition(
+                        f"Request to assign label to version {version} of model {name}, "
+                        "which is not currently available for inference")
+            labels[name] = dict(model.entry.labels)
+        self._labels = labels
 
     def _settled_poll(self) -> None:
         """Two scans a moment apart, so versions already on disk load without waiting for the poller."""
@@ -155,8 +191,7 @@ class ModelManager:
         log.info("Loading servable version {name: %s version: %d} from %s", name, version, path)
         started = time.monotonic()
         try:
-            servable = Servable.load(name, version, path)
-            servable.warm_up()
+            servable = self._load_servable(name, version, path)
         except Exception as error:  # noqa: BLE001 - any load failure refuses the version
             model.refused[version] = fingerprint
             message = f"Failed to load version {version} of model {name} from {path}: {error}"
@@ -183,7 +218,7 @@ class ModelManager:
         """The Servable a request addresses (latest when neither version nor label is given)."""
         model = self._models.get(name)
         if label is not None and model is not None:
-            version = self._label_version(model, label)
+            version = self._label_version(name, label)
         serving = model.serving if model is not None else {}
         if version is None:
             if not serving:
@@ -199,7 +234,7 @@ class ModelManager:
         if model is None:
             raise not_found(f"Could not find any versions of model {name}")
         if label is not None:
-            version = self._label_version(model, label)
+            version = self._label_version(name, label)
         with self._status_lock:
             statuses = dict(model.statuses)
         if version is not None:
@@ -210,9 +245,8 @@ class ModelManager:
             raise not_found(f"Could not find any versions of model {name}")
         return [statuses[v] for v in sorted(statuses, reverse=True)]
 
-    @staticmethod
-    def _label_version(model: _Model, label: str) -> int:
-        version = model.entry.labels.get(label)
+    def _label_version(self, name: str, label: str) -> int:
+        version = self._labels.get(name, {}).get(label)
         if version is None:
             raise invalid_argument(f"Unrecognized servable version label: {label}")
         return version

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from urllib.parse import unquote
 
 from serving import json_codec
-from serving.errors import ServingError, invalid_argument
+from serving.errors import Code, ServingError, invalid_argument
 from serving.inference import InferenceService
 from serving.manager import ModelManager
+from serving.monitoring import Metrics
 from serving.protos import model_spec, model_status_response, signature_def_map, to_json_dict
 
 log = logging.getLogger(__name__)
@@ -25,20 +27,27 @@ STATUS_PATH = re.compile(rf"/v1/models(?:/([^/:]+))?{_VERSION_OR_LABEL}(?:/(meta
 class RestApi:
     """Routes one REST call to the model manager and inference service."""
 
-    def __init__(self, manager: ModelManager, service: InferenceService):
+    def __init__(self, manager: ModelManager, service: InferenceService, metrics: Metrics | None = None):
         self._manager = manager
         self._service = service
+        self._metrics = metrics
 
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
+        started, code = time.perf_counter(), None
         try:
             payload = self._dispatch(method, path, body)
+            answer = 200, json_codec.dumps(payload)
         except ServingError as error:
+            code = error.code
             log.info("%s %s -> %d: %s", method, path, error.http_status, error.message)
-            return error.http_status, json_codec.dumps({"error": error.message})
+            answer = error.http_status, json_codec.dumps({"error": error.message})
         except Exception as error:  # noqa: BLE001 - a bug must cost one request, not the server
+            code = Code.INTERNAL
             log.exception("%s %s failed", method, path)
-            return 500, json_codec.dumps({"error": f"Internal error: {error}"})
-        return 200, json_codec.dumps(payload)
+            answer = 500, json_codec.dumps({"error": f"Internal error: {error}"})
+        if self._metrics is not None:
+            self._metrics.record(*_metric_labels(method, path), "REST", code, time.perf_counter() - started)
+        return answer
 
     def _dispatch(self, method: str, path: str, body: bytes) -> dict:
         match = PREDICTION_PATH.fullmatch(path) if method == "POST" else None
@@ -75,6 +84,17 @@ class RestApi:
             "model_spec": to_json_dict(model_spec(servable)),
             "metadata": {"signature_def": to_json_dict(signature_def_map(servable))},
         }
+
+
+def _metric_labels(method: str, path: str) -> tuple[str, str]:
+    """(model name, API) as TF Serving's REST handler reports them: the URL's model and verb."""
+    match = PREDICTION_PATH.fullmatch(path) if method == "POST" else None
+    if match:
+        return unquote(match.group(1)), match.group(4).lower()
+    match = STATUS_PATH.fullmatch(path) if method == "GET" else None
+    if match:
+        return unquote(match.group(1) or ""), "metadata" if match.group(4) else ""
+    return "", ""
 
 
 def _version(text: str | None) -> int | None:

@@ -1,22 +1,25 @@
-"""One loaded model version: its SignatureDefs and callable signatures.
+"""One loaded model version: its SignatureDefs, run in a TF Session as TF Serving runs them.
 
-The SignatureDefs are read from saved_model.pb (not rebuilt from the loaded
-functions) because metadata, method names (predict/classify/regress) and tensor
-names must be reported exactly as TF Serving reads them.
+TF Serving loads every SavedModel (TF1 or TF2) into a Session and runs a
+signature by feeding and fetching the tensor names in its SignatureDef. Doing the
+same here means: TF1 session-based models load (their signature shapes are not
+re-checked, only the graph decides what it accepts), and a request is run on the
+graph, not on a re-traced function. The SignatureDefs are read from
+saved_model.pb so metadata is reported exactly as TF Serving reads it.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import re
-from typing import Mapping
+import threading
+from typing import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.core.framework import types_pb2
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, saved_model_pb2
 
 from serving.errors import Code, ServingError, failed_precondition, invalid_argument
 
@@ -60,58 +63,83 @@ class Servable:
     """A loaded, immutable model version that many threads may call at once."""
 
     def __init__(self, name: str, version: int, path: str,
-                 signature_defs: Mapping[str, meta_graph_pb2.SignatureDef], functions: Mapping,
-                 loaded: object = None):
+                 signature_defs: Mapping[str, meta_graph_pb2.SignatureDef], session: tf.compat.v1.Session):
         self.name = name
         self.version = version
         self.path = path
         self.signature_defs = signature_defs
-        self._functions = functions
-        self._loaded = loaded  # keeps the variables and resources the functions use alive
-        # Decoded once: per-request proto lookups and dtype conversions cost more than the checks.
-        self._input_specs = {key: {name: _InputSpec.of(info) for name, info in signature_defs[key].inputs.items()}
-                             for key in functions if key in signature_defs}
+        self._session = session
+        self._callables: dict[tuple, object] = {}
+        self._callables_lock = threading.Lock()
 
     @classmethod
-    def load(cls, name: str, version: int, path: str) -> "Servable":
-        """Load and check a version; any exception means the version is unusable."""
+    def load(cls, name: str, version: int, path: str,
+             session_config: config_pb2.ConfigProto | None = None) -> "Servable":
+        """Load a version into its own Session; any exception means the version is unusable."""
         meta_graph = read_meta_graph(path)
-        loaded = tf.saved_model.load(path, tags=["serve"])
-        functions = dict(loaded.signatures)
-        runnable = {key for key in meta_graph.signature_def if not key.startswith("__")}
-        missing = runnable - functions.keys()
-        if missing:
-            raise ValueError(f"signatures {sorted(missing)} are in saved_model.pb but could not be loaded")
-        if not runnable:
+        if not any(not key.startswith("__") for key in meta_graph.signature_def):
             raise ValueError("SavedModel has no serving signatures")
-        return cls(name, version, path, dict(meta_graph.signature_def), functions, loaded)
+        graph = tf.Graph()
+        session = tf.compat.v1.Session(graph=graph, config=session_config)
+        with graph.as_default():
+            tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
+        return cls(name, version, path, dict(meta_graph.signature_def), session)
 
     def signature_def(self, signature_name: str) -> meta_graph_pb2.SignatureDef:
         key = signature_name or DEFAULT_SIGNATURE
-        if key not in self._functions:
+        if key.startswith("__") or key not in self.signature_defs:
             raise failed_precondition(f'Serving signature key "{key}" not found.')
         return self.signature_defs[key]
 
-    def run(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Call a signature on numpy inputs after checking names, dtypes and shapes."""
-        key = signature_name or DEFAULT_SIGNATURE
-        self.signature_def(key)
-        specs = self._input_specs[key]
-        _check_input_names(inputs.keys(), specs.keys())
-        tensors = {name: specs[name].tensor(name, value) for name, value in inputs.items()}
+    def run(self, signature_name: str, inputs: Mapping[str, np.ndarray],
+            output_names: Sequence[str] = ()) -> dict[str, np.ndarray]:
+        """Run a signature on numpy inputs (all outputs, or `output_names`) as TF Serving's Predict does."""
+        signature = self.signature_def(signature_name)
+        _check_input_names(inputs.keys(), signature.inputs.keys())
+        names = sorted(inputs)
+        for name in names:
+            _check_dtype(name, signature.inputs[name].dtype, inputs[name])
+        outputs = list(output_names) or sorted(signature.outputs)
+        values = self.run_tensors({signature.inputs[name].name: inputs[name] for name in names},
+                                  [signature.outputs[name].name for name in outputs])
+        return dict(zip(outputs, values))
+
+    def run_tensors(self, feeds: Mapping[str, np.ndarray], fetches: Sequence[str]) -> list[np.ndarray]:
+        """Feed and fetch graph tensors by name: TF Serving's session->Run."""
+        names = sorted(feeds)
+        call = self._callable(tuple(names), tuple(fetches))
         try:
-            outputs = self._functions[key](**tensors)
+            return call(*[_feedable(feeds[name]) for name in names])
         except tf.errors.OpError as error:
             raise ServingError(_code_of(error), _op_error_message(error.message)) from error
-        except (TypeError, ValueError) as error:
-            raise invalid_argument(str(error)) from error
-        return {name: value.numpy() for name, value in outputs.items()}
+
+    def _callable(self, feeds: tuple[str, ...], fetches: tuple[str, ...]):
+        """A compiled Session callable per (feeds, fetches), made once (Session::MakeCallable)."""
+        key = (feeds, fetches)
+        call = self._callables.get(key)
+        if call is None:
+            with self._callables_lock:
+                call = self._callables.get(key)
+                if call is None:
+                    options = config_pb2.CallableOptions(feed=list(feeds), fetch=list(fetches))
+                    try:
+                        call = self._session._make_callable_from_options(options)  # noqa: SLF001 - no public C++ callable API
+                    except tf.errors.OpError as error:
+                        raise ServingError(_code_of(error), _op_error_message(error.message)) from error
+                    self._callables[key] = call
+        return call
+
+    def close(self) -> None:
+        """Release the Session now (at shutdown), not in interpreter finalization, where TF aborts."""
+        with self._callables_lock:
+            self._callables.clear()
+        self._session.close()
 
     def warm_up(self) -> None:
         """Call each predict signature once so the first real request is not slow.
 
-        Dummy zeros/empty strings are not valid for every model, so a failure here
-        is only logged: the real check is that the version loaded.
+        Used when the version has no warm-up requests of its own. Dummy zeros or
+        empty strings are not valid for every model, so a failure is only logged.
         """
         for key, signature in self.signature_defs.items():
             if key.startswith("__") or signature.method_name != PREDICT_METHOD:
@@ -132,33 +160,23 @@ def _check_input_names(sent, expected) -> None:
             f"Missing but required: {{{','.join(sorted(expected - sent))}}}.")
 
 
-@dataclasses.dataclass(frozen=True)
-class _InputSpec:
-    """What a signature input accepts: dtype, and shape (-1 = any size, None = any rank)."""
+def _check_dtype(name: str, dtype_enum: int, value: np.ndarray) -> None:
+    """TF Serving's (TF runtime's) wording for a tensor of the wrong type; shapes are the graph's business."""
+    want = tf.dtypes.as_dtype(dtype_enum)
+    is_string = value.dtype.kind in "OSU"
+    if is_string != (want == tf.string) or (not is_string and value.dtype != want.as_numpy_dtype):
+        actual = tf.string if is_string else tf.dtypes.as_dtype(value.dtype)
+        raise invalid_argument(
+            f"Expects arg[{name}] to be {dtype_name(dtype_enum)} but {dtype_name(actual.as_datatype_enum)} is provided")
 
-    dtype: tf.DType
-    shape: tuple[int, ...] | None
 
-    @classmethod
-    def of(cls, info: meta_graph_pb2.TensorInfo) -> "_InputSpec":
-        shape = shape_of(info)
-        return cls(tf.dtypes.as_dtype(info.dtype), tuple(shape) if shape is not None else None)
+def _feedable(value: np.ndarray) -> np.ndarray:
+    return value.astype(object) if value.dtype.kind in "SU" else value
 
-    def tensor(self, name: str, value: np.ndarray) -> tf.Tensor:
-        """The input as a tensor, or TF Serving's error if its dtype or shape does not fit."""
-        is_string = value.dtype.kind in "OSU"
-        if is_string != (self.dtype == tf.string) or (not is_string and value.dtype != self.dtype.as_numpy_dtype):
-            actual = tf.string if is_string else tf.dtypes.as_dtype(value.dtype)
-            raise invalid_argument(
-                f"Expects arg[{name}] to be {dtype_name(self.dtype.as_datatype_enum)} but "
-                f"{dtype_name(actual.as_datatype_enum)} is provided")
-        if self.shape is not None and (
-                len(self.shape) != value.ndim
-                or any(want >= 0 and want != got for want, got in zip(self.shape, value.shape))):
-            raise invalid_argument(
-                f"Input {name} has shape {list(value.shape)} but the signature expects "
-                f"{[None if d < 0 else d for d in self.shape]}")
-        return tf.constant(value, dtype=self.dtype)
+
+def signature_text(signature: meta_graph_pb2.SignatureDef) -> str:
+    """A SignatureDef as TF Serving's error messages print it (proto DebugString)."""
+    return text_format.MessageToString(signature)
 
 
 def _dummy(info: meta_graph_pb2.TensorInfo) -> np.ndarray:

@@ -9,12 +9,15 @@ import threading
 from serving.batching import BatchingParameters, Batcher, parse_batching_parameters
 from serving.config import ModelEntry, load_model_config_file, single_model
 from serving.console import Console
-from serving.grpc_server import start_grpc_server
+from serving.errors import ServingError
+from serving.grpc_server import parse_channel_arguments, start_grpc_server
 from serving.http_server import RestServer
 from serving.inference import InferenceService
 from serving.manager import ModelManager
+from serving.monitoring import Metrics, PrometheusConfig, PrometheusPage, load_monitoring_config
 from serving.pages import PageHandler
 from serving.rest import RestApi
+from serving.warmup import LoadOptions, VersionLoader, session_config
 
 log = logging.getLogger("serving")
 
@@ -24,6 +27,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         entries = _entries(args)
         batching = _batching(args)
+        load_options = LoadOptions(
+            session_config(args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism,
+                           args.tensorflow_session_parallelism),
+            args.enable_model_warmup, args.num_request_iterations_for_warmup,
+            args.enable_signature_method_name_check)
+        channel_arguments = parse_channel_arguments(args.grpc_channel_arguments)
+        prometheus = (load_monitoring_config(args.monitoring_config_file) if args.monitoring_config_file
+                      else PrometheusConfig())
     except (OSError, ValueError) as error:
         log.error("invalid configuration: %s", error)
         return 2
@@ -31,20 +42,30 @@ def run(args: argparse.Namespace) -> int:
         log.info("Model %s: base path %s, version policy %s, labels %s",
                  entry.name, entry.base_path, entry.policy.describe(), dict(entry.labels) or "none")
 
-    manager = ModelManager(entries, args.file_system_poll_wait_seconds)
-    manager.start()
+    manager = ModelManager(entries, args.file_system_poll_wait_seconds, VersionLoader(load_options),
+                           args.allow_version_labels_for_unavailable_models)
+    try:
+        manager.start()
+    except ServingError as error:  # e.g. a version label naming a version that is not available
+        log.error("Failed to start server. Error: %s: %s", error.code.name, error.message)
+        manager.stop()
+        return 1
     batcher = Batcher(batching) if batching else None
-    service = InferenceService(batcher)
+    service = InferenceService(batcher, args.enable_signature_method_name_check)
+    metrics = Metrics()
     stopping = threading.Event()
     pages: list[PageHandler] = []  # non-/v1/ pages on the REST port (metrics, console), first match wins
+    if prometheus.enable:
+        pages.append(PrometheusPage(metrics, prometheus.path))
     if args.web_console:
         pages.append(Console(manager, args.rest_api_max_body_bytes))
     rest_server = None
     try:
         if args.rest_api_port:
-            rest_server = RestServer(args.host, args.rest_api_port, RestApi(manager, service),
+            rest_server = RestServer(args.host, args.rest_api_port, RestApi(manager, service, metrics),
                                      args.rest_api_max_body_bytes, pages, args.rest_api_num_threads)
-        grpc_server = start_grpc_server(args.host, args.port, manager, service, args.grpc_max_threads)
+        grpc_server = start_grpc_server(args.host, args.port, manager, service, args.grpc_max_threads,
+                                        channel_arguments, metrics)
     except OSError as error:
         log.error("cannot start the server: %s", error)
         if rest_server is not None:
@@ -66,9 +87,9 @@ def run(args: argparse.Namespace) -> int:
     if rest_server is not None:
         rest_server.stop()
     grpc_server.stop(grace=2).wait()
-    manager.stop()
     if batcher is not None:
         batcher.stop()
+    manager.stop()  # closes the Sessions, after every caller is gone
     return 0
 
 
@@ -98,5 +119,8 @@ def _reload_config(args: argparse.Namespace, manager: ModelManager, current: lis
             continue
         if entries != current:
             log.info("model config changed: %s", [entry.name for entry in entries])
-            manager.update_entries(entries)
+            try:
+                manager.update_entries(entries)
+            except ServingError as error:
+                log.error("model config applied, but its version labels were refused: %s", error.message)
             current = entries
