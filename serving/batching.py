@@ -47,6 +47,16 @@ def parse_batching_parameters(text: str) -> BatchingParameters:
     return params
 
 
+@dataclasses.dataclass(frozen=True)
+class BatchStats:
+    """What the batcher has done so far: how often it merged requests into one model call."""
+
+    calls: int = 0  # model calls made for queued requests
+    requests: int = 0  # requests those calls answered
+    merged_calls: int = 0  # calls that answered more than one request
+    largest_batch: int = 0  # most requests merged into one call
+
+
 @dataclasses.dataclass(eq=False)
 class _Task:
     key: tuple
@@ -67,6 +77,7 @@ class Batcher:
         self._queue: collections.deque[_Task] = collections.deque()
         self._cond = threading.Condition()
         self._stopped = False
+        self._stats = BatchStats()
         self._workers = [threading.Thread(target=self._work, name=f"batcher-{i}", daemon=True)
                          for i in range(params.num_batch_threads)]
         for worker in self._workers:
@@ -87,6 +98,10 @@ class Batcher:
         if task.error is not None:
             raise task.error
         return task.outputs
+
+    def stats(self) -> BatchStats:
+        with self._cond:
+            return self._stats
 
     def stop(self) -> None:
         with self._cond:
@@ -118,8 +133,15 @@ class Batcher:
                         total += task.size
                 remaining = deadline - time.monotonic()
                 if total >= limit or remaining <= 0:
+                    self._count(len(batch))
                     return batch
                 self._cond.wait(remaining)
+
+    def _count(self, requests: int) -> None:
+        """Account for a batch about to run (called holding the queue's lock)."""
+        stats = self._stats
+        self._stats = BatchStats(stats.calls + 1, stats.requests + requests,
+                                 stats.merged_calls + (requests > 1), max(stats.largest_batch, requests))
 
     def _execute(self, batch: list[_Task]) -> None:
         first = batch[0]
