@@ -216,7 +216,7 @@ def _converter(dtype: int) -> Callable[[Any], Any]:
             if isinstance(value, str):
                 return value.encode("utf-8")
             if isinstance(value, dict):
-                return _decode_b64(value)
+                return decode_b64(value)
             raise _type_error(value, dtype)
         return to_bytes
     if dtype == types_pb2.DT_BOOL:
@@ -254,7 +254,7 @@ def _is_object(value: Any) -> bool:
     return isinstance(value, dict) and not _is_b64(value)
 
 
-def _decode_b64(value: dict) -> bytes:
+def decode_b64(value: dict) -> bytes:
     if not _is_b64(value):
         raise invalid_argument(f"JSON Value: {_show(value)} not formatted correctly for base64 data")
     try:
@@ -581,7 +581,7 @@ def _add_to_feature(value: Any, name: str, feature: feature_pb2.Feature) -> None
     elif isinstance(value, str):
         _feature_list(feature, "bytes_list", name).value.append(value.encode("utf-8"))
     elif _is_b64(value):
-        _feature_list(feature, "bytes_list", name).value.append(_decode_b64(value))
+        _feature_list(feature, "bytes_list", name).value.append(decode_b64(value))
     else:
         raise invalid_argument(f"Feature: {name} has element with unexpected JSON type: {_json_type(value)}")
 
