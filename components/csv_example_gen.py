@@ -71,6 +71,16 @@ def read_header(path: str, delimiter: str) -> list[str]:
     return names
 
 
+def check_has_data_rows(path: str) -> None:
+    """A file with a header and no rows would train on nothing (and fail deep in Keras): stop here."""
+    with fileio.open(path, "rb") as f:
+        f.readline()  # the header
+        for line in f:
+            if line.strip():
+                return
+    raise CsvFormatError(f"no data rows in {path}: it has a header line only; add rows or remove the file")
+
+
 def file_feature_value(path: str, values: Mapping[str, str]) -> str:
     """The value of the per-file feature for `path`: the first glob that matches its name."""
     base = os.path.basename(path)
@@ -159,6 +169,8 @@ def _CsvToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],
     if not files:
         raise CsvFormatError(f"no CSV file matches {pattern}")
     names = read_header(files[0], delimiter)
+    for path in files:
+        check_has_data_rows(path)
     for path in files[1:]:
         other = read_header(path, delimiter)
         if other != names:

@@ -1,8 +1,8 @@
 """TfdsExampleGen: any TensorFlow Datasets data set as tf.Examples, through Beam.
 
-Each output split (train, eval) reads one TFDS split expression, e.g. fashion_mnist
-`train` / `test`, or `train[:80%]` / `train[80%:]` for cats_vs_dogs, which has only
-`train`. Images are written as their stored encoded bytes (PNG or JPEG, read with
+Each output split (train, validation, test) reads one TFDS split expression, e.g.
+fashion_mnist `train[:90%]` / `train[90%:]` / `test`, or `train[:70%]` / `train[70%:80%]` /
+`train[80%:]` for cats_vs_dogs, which has only `train`. Images are written as their stored encoded bytes (PNG or JPEG, read with
 `SkipDecoding`, so nothing is re-encoded or lost) and the Transform graph decodes
 them; labels as int64. The data set is prepared once per split before the Beam
 graph runs (`data_dir` may hold pre-downloaded data; without it and without
@@ -25,6 +25,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
 from components.example_gen_options import pack_options, unpack_options
+from specs.dataset import SPLITS
 
 
 class TfdsSourceError(ValueError):
@@ -123,18 +124,20 @@ def TfdsExampleGen(name: str, splits: Mapping[str, str], features: Mapping[str, 
                    label_names: Iterable[str] = ()) -> QueryBasedExampleGen:
     """ExampleGen over TFDS data set `name`.
 
-    splits: output split -> TFDS split expression, e.g. {"train": "train[:80%]", "eval": "train[80%:]"};
+    splits: output split -> TFDS split expression, e.g.
+        {"train": "train[:70%]", "validation": "train[70%:80%]", "test": "train[80%:]"};
     features: output feature name -> TFDS feature key, e.g. {"image": "image", "label": "label"};
     label_feature: the output name of the label (its TFDS class names are checked against label_names);
     module: a module to import that registers a project-defined TFDS builder.
     """
-    if set(splits) != {"train", "eval"}:
-        raise TfdsSourceError(f"source.splits must map exactly train and eval to TFDS splits, got {dict(splits)}")
+    if set(splits) != set(SPLITS):
+        raise TfdsSourceError(f"source.splits must map exactly {', '.join(SPLITS)} to TFDS split expressions, "
+                              f"got {dict(splits)}")
     options = {"name": name, "version": version or "", "data_dir": data_dir or "", "module": module or "",
                "features": dict(features), "label_feature": label_feature, "label_names": list(label_names)}
     return QueryBasedExampleGen(
         input_config=example_gen_pb2.Input(splits=[
-            example_gen_pb2.Input.Split(name=output, pattern=tfds_split) for output, tfds_split in splits.items()]),
+            example_gen_pb2.Input.Split(name=output, pattern=splits[output]) for output in SPLITS]),
         output_config=example_gen_pb2.Output(),
         custom_config=pack_options(options, __name__),
         custom_executor_spec=executor_spec.BeamExecutorSpec(Executor)).with_id("TfdsExampleGen")

@@ -10,6 +10,7 @@ from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
 from tfx_bsl.public import tfxio
 
 from models import builders, signatures, vision
+from models.early_stopping import EarlyStoppingKeepingBest
 from models.history import KerasHistory, TrainingHistory
 from models.step_count import StepCount
 from models.strategies import make_strategy
@@ -41,8 +42,8 @@ def train(fn_args: FnArgs, spec: DatasetSpec, hparams: Mapping[str, Any]) -> Non
     with strategy.scope():
         model = builders.build_model(spec, tf_transform_output, hparams)
     model.summary(print_fn=log.info)
-    early_stopping = tf.keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=int(hparams.get("early_stopping_patience", 5)), restore_best_weights=True)
+    # Validation split only (fn_args.eval_files); ends both fits on the best epoch's weights.
+    early_stopping = EarlyStoppingKeepingBest("val_loss", patience=int(hparams.get("early_stopping_patience", 5)))
     callbacks = [
         early_stopping,
         tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),

@@ -8,6 +8,7 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 
 from models import estimator_trainer, keras_trainer, premade_trainer
 from specs.dataset import DatasetSpec
+from specs.errors import SpecError
 
 TrainFn = Callable[[FnArgs, DatasetSpec, Mapping[str, Any]], None]
 TRAINER_MODES: dict[str, TrainFn] = {
@@ -22,12 +23,32 @@ def set_seeds(seed: int) -> None:
     tf.keras.utils.set_random_seed(seed)
 
 
+def check_mode_options(hparams: Mapping[str, Any]) -> None:
+    """Refuses, before anything runs, options the chosen trainer mode would silently ignore."""
+    mode = hparams.get("trainer", "keras")
+    if mode != "keras" and int(hparams.get("fine_tune_epochs") or 0):
+        raise SpecError(f"model.fine_tune_epochs (a second, fine-tuning fit) is done by the keras trainer only; "
+                        f"the {mode} trainer trains one phase: use --trainer keras, or set fine_tune_epochs: 0")
+
+
+def tuned(fn_args: FnArgs) -> dict[str, Any]:
+    """The Tuner's best trial (its `best_hyperparameters` artifact), as model options; {} without a Tuner.
+
+    Run options (`--epochs`, ...) still override it, and the spec's model block fills the rest."""
+    if not fn_args.hyperparameters:
+        return {}
+    import keras_tuner as kt
+    from models.tuning import tuned_hparams
+    return tuned_hparams(kt.HyperParameters.from_config(fn_args.hyperparameters).values)
+
+
 def run_fn(fn_args: FnArgs) -> None:
     config = fn_args.custom_config
     spec = DatasetSpec.from_dict(config["spec"])
-    hparams = {**spec.model, **config.get("hparams", {})}
+    hparams = {**spec.model, **tuned(fn_args), **config.get("hparams", {})}
     mode = hparams.get("trainer", "keras")
     if mode not in TRAINER_MODES:
         raise ValueError(f"trainer mode {mode!r} is not available; choose one of {sorted(TRAINER_MODES)}")
+    check_mode_options(hparams)
     set_seeds(int(hparams["seed"]))
     TRAINER_MODES[mode](fn_args, spec, hparams)

@@ -25,6 +25,7 @@ class PipelineConfig:
     trainer: str | None = None             # keras | estimator | premade; None = spec default
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)  # overrides spec.model
     thresholds: dict[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
+    tune: bool = False                     # run the Tuner even if the spec's tuning block is not enabled
     strategy: str = "default"
     tpu: str | None = None
     beam_args: tuple[str, ...] = DEFAULT_BEAM_ARGS

@@ -9,7 +9,7 @@ from typing import Any
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
-from pipeline import metadata
+from pipeline import gate_report, metadata
 from pipeline.config import PipelineConfig
 from pipeline.pipeline_def import create_pipeline, describe_source
 from specs.dataset import DatasetSpec
@@ -27,16 +27,21 @@ class RunReport:
     blessed: bool | None = None
     pushed_path: str | None = None
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    slices: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # "Geography=France" -> metrics
+    failures: list[str] = dataclasses.field(default_factory=list)  # the gates a not-blessed model failed
 
     def summary(self) -> str:
         """What the console shows after a run: components, metrics, and what happened to the model."""
         lines = [f"\nPipeline {self.dataset!r} finished in {self.seconds:.0f} s"]
         lines += [f"  {c.component:<32} {c.state:<9} {c.seconds:7.1f} s" for c in self.components]
         if self.metrics:
-            lines.append("Eval split metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(self.metrics.items())))
+            lines.append("Test split metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(self.metrics.items())))
+        lines += [f"  {where}: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(values.items()))
+                  for where, values in self.slices.items()]
         if self.blessed is False:
-            lines.append("The model was NOT blessed (a threshold failed); nothing was pushed. "
+            lines.append("The model was NOT blessed; nothing was pushed. "
                          "The previously pushed model, if any, stays in place.")
+            lines += [f"  failed: {failure}" for failure in self.failures]
         elif self.pushed_path:
             lines.append(f"Pushed model: {self.pushed_path}")
         return "\n".join(lines)
@@ -46,13 +51,14 @@ class RunReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "seconds": round(self.seconds, 2), "blessed": self.blessed,
-                "pushed_path": self.pushed_path, "metrics": self.metrics,
+                "pushed_path": self.pushed_path, "metrics": self.metrics, "slices": self.slices,
+                "failures": self.failures,
                 "components": [{"component": c.component, "state": c.state, "seconds": round(c.seconds, 2)}
                                for c in self.components]}
 
 
 def overall_metrics(evaluation_uri: str) -> dict[str, float]:
-    """The candidate model's metrics on the whole eval split; per-class ones as e.g. `recall/classId:3`."""
+    """The candidate model's metrics on the whole test split; per-class ones as e.g. `recall/classId:3`."""
     result = tfma.load_eval_result(evaluation_uri)
     for slice_key, outputs in result.slicing_metrics:
         if slice_key == ():
@@ -74,6 +80,8 @@ def summarize(spec: DatasetSpec, config: PipelineConfig, seconds: float) -> RunR
         evaluation = evaluator.outputs.get("evaluation", [])
         if evaluation:
             report.metrics = overall_metrics(evaluation[0].uri)
+            report.slices = gate_report.slice_metrics(evaluation[0].uri)
+            report.failures = gate_report.explain_failures(evaluation[0].uri) if report.blessed is False else []
     pusher = report.component("Pusher")
     if pusher and pusher.outputs.get("pushed_model"):
         pushed = pusher.outputs["pushed_model"][0]

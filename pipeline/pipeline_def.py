@@ -19,20 +19,28 @@ from components.csv_example_gen import CsvExampleGen
 from components.tfds_example_gen import TfdsExampleGen
 from components.validation_gate import ValidationGate
 from models.images import TRANSFORM_HPARAMS
-from pipeline import evaluation
+from models.trainer import check_mode_options
+from pipeline import evaluation, tuning
 from pipeline.config import PipelineConfig
-from specs.dataset import DatasetSpec
+from specs.dataset import SPLITS, DatasetSpec
 from specs.fingerprint import code_fingerprint
 
 HASH_BUCKETS = 100
 
 
 def split_config(spec: DatasetSpec) -> example_gen_pb2.Output:
-    """Deterministic train/eval split: each example's hash picks its bucket."""
-    eval_buckets = round(spec.eval_fraction * HASH_BUCKETS)
+    """Deterministic train/validation/test split: each example's hash picks its bucket."""
     return example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
-        example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=HASH_BUCKETS - eval_buckets),
-        example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=eval_buckets)]))
+        example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=round(spec.splits[name] * HASH_BUCKETS))
+        for name in SPLITS]))
+
+
+# Who reads which split: Transform analyses train and writes train and validation only,
+# so the Trainer (and Tuner) cannot open a test file; the Evaluator reads test only.
+TRANSFORM_SPLITS = tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "validation"])
+TRAIN_ARGS = tfx.proto.TrainArgs(splits=["train"])
+VALIDATION_ARGS = tfx.proto.EvalArgs(splits=["validation"])
+REPORTED_SPLIT = "test"
 
 
 def declared_types(spec: DatasetSpec) -> dict[str, str]:
@@ -88,11 +96,12 @@ def transform_hparams(spec: DatasetSpec, hparams: dict[str, Any]) -> dict[str, A
 def user_code_config(spec: DatasetSpec, entry_module: str) -> dict[str, Any]:
     """What Transform and Trainer read: the spec without its documentation-only fields
     (editing the example instance must not retrain), and the fingerprint of the code they run."""
-    fields = {k: v for k, v in spec.to_dict().items() if k not in ("example_instance", "description")}
+    fields = {k: v for k, v in spec.to_dict().items() if k not in ("example_instance", "description", "tuning")}
     return {"spec": fields, "code": code_fingerprint(entry_module)}
 
 
 def create_pipeline(spec: DatasetSpec, config: PipelineConfig) -> tfx.dsl.Pipeline:
+    check_mode_options({**spec.model, **config.trainer_hparams(spec)})
     example_gen = make_example_gen(spec, config)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_importer = tfx.components.ImportSchemaGen(schema_file=config.schema_for(spec))
@@ -103,15 +112,18 @@ def create_pipeline(spec: DatasetSpec, config: PipelineConfig) -> tfx.dsl.Pipeli
 
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_importer.outputs["schema"],
-        preprocessing_fn="models.preprocessing.preprocessing_fn",
+        preprocessing_fn="models.preprocessing.preprocessing_fn", splits_config=TRANSFORM_SPLITS,
         custom_config={**user_code_config(spec, "models.preprocessing"), "hparams": transform_hparams(spec, config.trainer_hparams(spec))})
     transform.add_upstream_node(validation_gate)
 
+    tuner_nodes = tuning.make_tuner(spec, config, transform, schema_importer.outputs["schema"], TRAIN_ARGS,
+                                    VALIDATION_ARGS, user_code_config(spec, "models.tuning"))
     trainer = tfx.components.Trainer(
         run_fn="models.trainer.run_fn",
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
-        schema=schema_importer.outputs["schema"],
+        schema=schema_importer.outputs["schema"], train_args=TRAIN_ARGS, eval_args=VALIDATION_ARGS,
+        hyperparameters=tuner_nodes[0].outputs["best_hyperparameters"] if tuner_nodes else None,
         custom_config={**user_code_config(spec, "models.trainer"), "hparams": config.trainer_hparams(spec)})
 
     latest_blessed_model = tfx.dsl.Resolver(
@@ -123,7 +135,7 @@ def create_pipeline(spec: DatasetSpec, config: PipelineConfig) -> tfx.dsl.Pipeli
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
-        baseline_model=latest_blessed_model.outputs["model"],
+        baseline_model=latest_blessed_model.outputs["model"], example_splits=[REPORTED_SPLIT],
         eval_config=evaluation.make_eval_config(spec, config.thresholds))
 
     pusher = tfx.components.Pusher(
@@ -137,7 +149,7 @@ def create_pipeline(spec: DatasetSpec, config: PipelineConfig) -> tfx.dsl.Pipeli
         pipeline_name=config.pipeline_name or spec.name,
         pipeline_root=config.root_for(spec),
         components=[example_gen, statistics_gen, schema_importer, example_validator, validation_gate,
-                    transform, trainer, latest_blessed_model, evaluator, pusher],
+                    transform, *tuner_nodes, trainer, latest_blessed_model, evaluator, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             str(config.metadata_for(spec))) if config.local_metadata else None,

@@ -61,6 +61,9 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
                         help="override the spec's model.image_size for image data sets, e.g. 32x32")
     parser.add_argument("--threshold", action="append", type=parse_threshold, default=[], metavar="METRIC>=VALUE",
                         help="override a blessing threshold, e.g. AUC>=0.8 (repeatable)")
+    parser.add_argument("--tune", action="store_true",
+                        help="run the Tuner (KerasTuner search over the spec's tuning block, scored on the "
+                             "validation split) before the Trainer")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default: %(default)s)")
     parser.add_argument("--no-cache", action="store_true", help="re-run every component even if inputs are unchanged")
     parser.add_argument("--beam-arg", action="append", default=None, metavar="ARG",
@@ -75,4 +78,4 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         input_base=str(pathlib.Path(args.data_dir).resolve()) if args.data_dir else None,
         trainer=args.trainer, hparams=hparams, thresholds=dict(args.threshold), strategy=args.strategy,
         tpu=args.tpu, beam_args=tuple(args.beam_arg) if args.beam_arg else DEFAULT_BEAM_ARGS,
-        enable_cache=not args.no_cache, seed=args.seed)
+        enable_cache=not args.no_cache, seed=args.seed, tune=args.tune)

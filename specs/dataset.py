@@ -19,8 +19,12 @@ PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
 SPECS_DIR = pathlib.Path(__file__).resolve().parent / "datasets"
 
 TASKS = ("binary_classification", "multiclass_classification", "regression")
-TRAINERS = ("keras", "estimator", "premade")
+TRAINERS = ("keras", "estimator", "premade", "tfdf")
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")  # tf.distribute, see models/strategies.py
+# train: fitting and Transform's statistics; validation: early stopping, checkpoint choice,
+# tuning, operating points; test: the Evaluator's gate and every reported figure, nothing else.
+SPLITS = ("train", "validation", "test")
+DEFAULT_SPLIT_FRACTIONS = {"train": 0.7, "validation": 0.1, "test": 0.2}
 
 
 def clean_feature_name(header: str) -> str:
@@ -37,6 +41,18 @@ def clean_feature_name(header: str) -> str:
     return f"f_{name}" if name[0].isdigit() else name
 
 
+def check_split_fractions(name: str, splits: Mapping[str, float]) -> None:
+    """`splits` gives each of train/validation/test a share of the rows, in hundredths, summing to 1."""
+    if set(splits) != set(SPLITS):
+        raise SpecError(f"{name}: splits must give fractions for exactly {', '.join(SPLITS)}, got {dict(splits)}; "
+                        "e.g. splits: {train: 0.7, validation: 0.1, test: 0.2}")
+    for split, fraction in splits.items():
+        if not 0.0 < float(fraction) < 1.0 or abs(float(fraction) * 100 - round(float(fraction) * 100)) > 1e-6:
+            raise SpecError(f"{name}: splits.{split} must be a fraction in hundredths between 0 and 1, got {fraction}")
+    if abs(sum(float(f) for f in splits.values()) - 1.0) > 1e-6:
+        raise SpecError(f"{name}: split fractions {dict(splits)} must sum to 1")
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
     """One data set: where it comes from, what to predict, and how to judge a model."""
@@ -49,17 +65,18 @@ class DatasetSpec:
     categorical_features: tuple[str, ...] = ()
     image_feature: str | None = None
     label_names: tuple[str, ...] = ()
-    eval_fraction: float = 0.2
+    splits: Mapping[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_SPLIT_FRACTIONS))
     model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     evaluation: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    tuning: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    candidates: tuple[Mapping[str, Any], ...] = ()  # partial model blocks for `pipeline compare`
     example_instance: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     description: str = ""
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise SpecError(f"{self.name}: task {self.task!r} is not one of {', '.join(TASKS)}")
-        if not (0.0 < self.eval_fraction < 1.0):
-            raise SpecError(f"{self.name}: eval_fraction must be between 0 and 1, got {self.eval_fraction}")
+        check_split_fractions(self.name, self.splits)
         features = self.feature_names
         if not features:
             raise SpecError(f"{self.name}: the spec declares no features")

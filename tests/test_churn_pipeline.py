@@ -64,18 +64,52 @@ def test_run_is_blessed_and_pushed(first_run, config, churn_spec):
     assert pushed.name.isdigit() and (pushed / "saved_model.pb").exists()
 
 
-def test_split_is_80_20_and_evaluation_uses_the_eval_split(first_run):
+def test_split_is_70_10_20_and_the_evaluator_reports_on_test_only(first_run):
     examples_uri = first_run.component("CsvExampleGen").outputs["examples"][0].uri
-    train, evaluation = read_split(examples_uri, "train"), read_split(examples_uri, "eval")
-    assert len(train) + len(evaluation) == 1500
-    assert 0.15 < len(evaluation) / 1500 < 0.25
-    assert first_run.metrics["example_count"] == len(evaluation)
+    sizes = {split: len(read_split(examples_uri, split)) for split in ("train", "validation", "test")}
+    assert sum(sizes.values()) == 1500
+    assert 0.65 < sizes["train"] / 1500 < 0.75 and 0.07 < sizes["validation"] / 1500 < 0.13
+    assert 0.16 < sizes["test"] / 1500 < 0.24
+    assert first_run.metrics["example_count"] == sizes["test"]
+
+
+def test_trainer_receives_no_test_split(first_run):
+    """Transform writes train and validation only: the test split's rows never reach the Trainer."""
+    transformed = first_run.component("Transform").outputs["transformed_examples"][0]
+    assert sorted(pathlib.Path(transformed.uri).iterdir()) == [pathlib.Path(transformed.uri, "Split-train"),
+                                                               pathlib.Path(transformed.uri, "Split-validation")]
+    [trainer_input] = first_run.component("Trainer").inputs["examples"]
+    assert trainer_input.id == transformed.id
+
+
+def test_changing_test_rows_changes_no_weight(first_run, churn_spec, churn_sample, config, home):
+    """The sample without its test-split rows trains to the same weights; the test rows were never read."""
+    examples_uri = first_run.component("CsvExampleGen").outputs["examples"][0].uri
+    test_rows = {(e.features.feature["CreditScore"].int64_list.value[0],
+                  np.float32(e.features.feature["EstimatedSalary"].float_list.value[0]))
+                 for e in read_split(examples_uri, "test")}
+    header, *rows = (churn_sample / CHURN_CSV.name).read_text().splitlines()
+    columns = header.split(",")
+    score, salary = columns.index("CreditScore"), columns.index("EstimatedSalary")
+    kept = [r for r in rows if (int(r.split(",")[score]), np.float32(r.split(",")[salary])) not in test_rows]
+    assert len(rows) - len(kept) == len(test_rows)
+    data = home / "without_test_rows"
+    data.mkdir()
+    (data / CHURN_CSV.name).write_text("\n".join([header] + kept) + "\n")
+    other = run_local(churn_spec, dataclass_replace(isolated_config(home / "without_test_rows_run"),
+                                                     thresholds=RELAXED, hparams={"epochs": 4}, input_base=str(data)))
+    def weights(report):
+        model = tf.keras.models.load_model(report.component("Trainer").outputs["model"][0].uri + "/Format-Serving")
+        return model.get_weights()
+    for ours, theirs in zip(weights(first_run), weights(other), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
 
 
 def test_scaler_statistics_come_from_the_train_split_only(first_run):
     examples_uri = first_run.component("CsvExampleGen").outputs["examples"][0].uri
     train = feature_values(read_split(examples_uri, "train"), "CreditScore")
-    both = np.concatenate([train, feature_values(read_split(examples_uri, "eval"), "CreditScore")])
+    both = np.concatenate([train] + [feature_values(read_split(examples_uri, split), "CreditScore")
+                                     for split in ("validation", "test")])
     tft_output = tft.TFTransformOutput(first_run.component("Transform").outputs["transform_graph"][0].uri)
     raw_spec = tft_output.raw_feature_spec()
     z = tft_output.transform_features_layer()(
@@ -138,6 +172,23 @@ def test_second_run_with_unchanged_inputs_is_cached(first_run, churn_spec, churn
     assert second.pushed_path == first_run.pushed_path
     assert sorted(p.name for p in pathlib.Path(first_run.pushed_path).parent.iterdir()) == \
         [pathlib.Path(first_run.pushed_path).name]
+
+
+def test_slices_are_reported_per_geography_and_gender(first_run):
+    assert {"Geography=France", "Geography=Germany", "Geography=Spain", "Gender=Female", "Gender=Male"} <= \
+        set(first_run.slices)
+    counts = [first_run.slices[f"Gender={g}"]["example_count"] for g in ("Female", "Male")]
+    assert sum(counts) == first_run.metrics["example_count"]
+
+
+def test_a_model_that_misses_a_gate_is_told_which_value_and_bound(first_run, churn_spec, churn_sample, config):
+    report = run_local(churn_spec, dataclass_replace(config, input_base=str(churn_sample),
+                                                     thresholds={"AUC": {"lower_bound": 0.99}}))
+    assert report.blessed is False and report.pushed_path is None
+    [failure] = report.failures  # the same model as the blessed baseline: only the value gate fails
+    assert failure == (f"auc on the test split (overall) is {report.metrics['auc']:.4f}, needs >= 0.99; "
+                       f"last blessed model: {first_run.metrics['auc']:.4f}")
+    assert f"failed: {failure}" in report.summary()
 
 
 def _drifted(home: pathlib.Path, name: str, edit) -> pathlib.Path:

@@ -60,8 +60,8 @@ def test_image_options_refuse_unusable_settings(model, message):
         images.ImageOptions.from_model(model)
 
 
-def test_tfds_example_gen_needs_train_and_eval_splits():
-    with pytest.raises(TfdsSourceError, match="exactly train and eval"):
+def test_tfds_example_gen_needs_train_validation_and_test_splits():
+    with pytest.raises(TfdsSourceError, match="exactly train, validation, test"):
         TfdsExampleGen("fashion_mnist", {"train": "train"}, {"image": "image", "label": "label"}, "label")
 
 

@@ -55,7 +55,9 @@ def cats_vgg16(tmp_path_factory):
                                   "weights": "none", "head_units": 16},
                          thresholds={"BinaryAccuracy": {"lower_bound": 0.0}})
     keras_report = run_mocked(spec, config)
-    estimator_report = run_mocked(spec, dataclasses.replace(config, trainer="estimator"))
+    # The estimator modes train one phase and refuse fine_tune_epochs (tests/test_early_stopping.py).
+    estimator_report = run_mocked(spec, dataclasses.replace(config, trainer="estimator",
+                                                            hparams={**config.hparams, "fine_tune_epochs": 0}))
     return spec, config, keras_report, estimator_report
 
 
@@ -87,7 +89,7 @@ def test_fashion_mnist_cnn_is_blessed_and_pushed(fashion_cnn):
     spec, config, report = fashion_cnn
     assert report.component("TfdsExampleGen").state == "COMPLETE"
     assert report.blessed is True and report.pushed_path
-    assert report.metrics["example_count"] == MOCK_EXAMPLES  # the eval split is TFDS `test`, not train
+    assert report.metrics["example_count"] == MOCK_EXAMPLES  # the test split is TFDS `test`, not train
 
 
 def test_pushed_cnn_answers_png_bytes_over_rest_with_class_names(fashion_cnn):

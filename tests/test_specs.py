@@ -33,7 +33,9 @@ def test_unknown_dataset_lists_the_known_ones():
 
 @pytest.mark.parametrize("change, message", [
     ({"task": "ranking"}, "task 'ranking'"),
-    ({"eval_fraction": 1.5}, "eval_fraction"),
+    ({"splits": {"train": 0.8, "eval": 0.2}}, "exactly train, validation, test"),
+    ({"splits": {"train": 0.7, "validation": 0.2, "test": 0.2}}, "must sum to 1"),
+    ({"splits": {"train": 0.695, "validation": 0.105, "test": 0.2}}, "in hundredths"),
     ({"numeric_features": ("Age", "Exited")}, "also listed as a feature"),
     ({"model": {"trainer": "xgboost"}}, "model.trainer"),
 ])
