@@ -13,7 +13,7 @@ from models import builders, signatures, vision
 from models.early_stopping import EarlyStoppingKeepingBest
 from models.history import KerasHistory, TrainingHistory
 from models.step_count import StepCount
-from models.strategies import make_strategy
+from models.strategies import make_strategy, shard_by_example
 from specs.dataset import DatasetSpec
 
 log = logging.getLogger(__name__)
@@ -23,14 +23,16 @@ def make_dataset(files: list[str], data_accessor: DataAccessor,
                  tf_transform_output: tft.TFTransformOutput, spec: DatasetSpec,
                  batch_size: int, seed: int, shuffle: bool) -> tf.data.Dataset:
     """One pass over transformed examples as (features, label) batches."""
-    return data_accessor.tf_dataset_factory(
+    return shard_by_example(data_accessor.tf_dataset_factory(
         files,
         tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=spec.label, num_epochs=1,
                                        shuffle=shuffle, shuffle_seed=seed),
-        tf_transform_output.transformed_metadata.schema)
+        tf_transform_output.transformed_metadata.schema))
 
 
 def train(fn_args: FnArgs, spec: DatasetSpec, hparams: Mapping[str, Any]) -> None:
+    # First: a multi-worker strategy configures collective ops, which TF allows only before any other op.
+    strategy = make_strategy(hparams.get("strategy", "default"), hparams.get("tpu"))
     seed = int(hparams["seed"])
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     batch_size = int(hparams.get("batch_size", 32))
@@ -38,7 +40,6 @@ def train(fn_args: FnArgs, spec: DatasetSpec, hparams: Mapping[str, Any]) -> Non
                             batch_size, seed, shuffle=True)
     eval_ds = make_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, spec,
                            batch_size, seed, shuffle=False)
-    strategy = make_strategy(hparams.get("strategy", "default"), hparams.get("tpu"))
     with strategy.scope():
         model = builders.build_model(spec, tf_transform_output, hparams)
     model.summary(print_fn=log.info)

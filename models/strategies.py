@@ -32,6 +32,17 @@ def make_strategy(name: str = "default", tpu: str | None = None) -> tf.distribut
     raise StrategyError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
 
 
+def shard_by_example(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Multi-worker input: every worker reads all files and keeps its share of the batches.
+
+    TF's default shards by file, and Transform writes one file per split: with
+    fewer files than workers, training fails. Other strategies ignore the option.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
 def _tpu_strategy(address: str | None) -> tf.distribute.Strategy:
     """Connects to a TPU or fails at once with what to do (never hangs).
 

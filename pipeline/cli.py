@@ -115,8 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extensions() -> list[Callable]:
     """Sub-command groups living in their own modules (e.g. Kubeflow)."""
-    from pipeline import kubeflow_cli, report_cli
-    return [kubeflow_cli.register, report_cli.register]
+    from pipeline import kubeflow_cli, report_cli, train_cluster_cli
+    return [kubeflow_cli.register, report_cli.register, train_cluster_cli.register]
 
 
 def _drop_tf_shutdown_noise(unraisable) -> None:

@@ -1,0 +1,35 @@
+"""`python -m pipeline train-cluster`: options and entry; the work is in pipeline/train_cluster.py."""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+
+from pipeline.run_args import add_run_args, config_from_args
+from specs.dataset import load_spec
+
+NOT_BLESSED = 3  # as `run`: the model missed a threshold, nothing was pushed
+
+
+def cmd_train_cluster(args: argparse.Namespace) -> int:
+    from pipeline.train_cluster import train_cluster  # heavy imports only when running
+    report = train_cluster(load_spec(args.dataset), config_from_args(args), args.workers)
+    print(report.summary())
+    if args.report:
+        args.report.write_text(json.dumps(report.to_dict(), indent=2))
+    return NOT_BLESSED if report.run.blessed is False else 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "train-cluster", help="run the pipeline with the Trainer on N local worker processes (multi-worker)",
+        description="Runs the same pipeline as `run` (cached upstream components are reused) with "
+                    "--strategy multi_worker_mirrored: the Trainer starts --workers processes on this machine, "
+                    "each with its TF_CONFIG on a free localhost port, and trains the spec's Keras model "
+                    "together. Worker 0 (the chief) writes the Trainer's model; the Evaluator gates it and the "
+                    "Pusher pushes it to SERVING_DIR/NAME/VERSION. Worker output is prefixed [worker i]; a "
+                    "worker that fails stops the others (exit 1).")
+    add_run_args(parser)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes, 2 to 8 (default: %(default)s)")
+    parser.add_argument("--report", type=pathlib.Path, help="also write the run summary as JSON here")
+    parser.set_defaults(func=cmd_train_cluster)
