@@ -15,6 +15,8 @@ from typing import Any, Mapping
 
 import tensorflow as tf
 
+from models.early_stopping import EarlyStoppingKeepingBest
+
 HISTORY_FILE = "training_history.json"
 progress = logging.getLogger("progress.trainer")
 
@@ -66,13 +68,13 @@ def read_history(run_dir: str) -> dict[str, Any] | None:
 
 
 class KerasHistory(tf.keras.callbacks.Callback):
-    """Records every epoch of `fit` (also across a fine-tuning second `fit`) and the epoch kept at the end.
+    """Records every epoch of `fit` (also across a fine-tuning second `fit`) and the epoch whose weights it ends on.
 
-    Keras' EarlyStopping restores the best weights only when it stops training
-    early; when all epochs run, the last epoch's weights are the ones exported.
+    EarlyStoppingKeepingBest ends every fit on the best epoch's weights, so that
+    epoch is the exported one.
     """
 
-    def __init__(self, history: TrainingHistory, early_stopping: tf.keras.callbacks.EarlyStopping) -> None:
+    def __init__(self, history: TrainingHistory, early_stopping: EarlyStoppingKeepingBest) -> None:
         super().__init__()
         self.history, self.early_stopping = history, early_stopping
 
@@ -81,11 +83,11 @@ class KerasHistory(tf.keras.callbacks.Callback):
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         stopping = self.early_stopping
-        if stopping.stopped_epoch > 0 and stopping.restore_best_weights:
-            self.history.choose(stopping.best_epoch + 1,
-                                f"early stopping: best {stopping.monitor}, restored after epoch {stopping.stopped_epoch + 1}")
-        elif self.history.data["epochs"]:
-            self.history.choose(self.history.data["epochs"][-1]["epoch"], "last epoch (no early stop)")
+        if not self.history.data["epochs"]:
+            return
+        stopped = f"stopped early after epoch {stopping.stopped_epoch + 1}" if stopping.stopped_epoch else \
+            f"all {self.history.data['epochs'][-1]['epoch']} epochs run"
+        self.history.choose(stopping.best_epoch + 1, f"best {stopping.monitor}; {stopped}")
 
 
 class EstimatorLossHook(tf.estimator.SessionRunHook):
