@@ -157,9 +157,9 @@ function fieldElement(field) {
       input.step = field.kind === "int" ? "1" : "any";
       if ("min" in field.domain) input.min = field.domain.min;
       if ("max" in field.domain) input.max = field.domain.max;
-      const range = "min" in field.domain || "max" in field.domain
-        ? `, schema range ${field.domain.min ?? "..."} to ${field.domain.max ?? "..."}` : "";
-      hint.textContent = `${field.kind === "int" ? "whole number" : "number"} (${field.dtype})${range}`;
+      const range = rangeText(field.domain);
+      hint.textContent = `${field.kind === "int" ? "whole number" : "number"} (${field.dtype})` +
+                         (range ? `, schema range: ${range}` : "");
     } else {
       input.type = "text";
       hint.textContent = field.kind === "json"
@@ -171,6 +171,14 @@ function fieldElement(field) {
   input.name = field.name;
   row.append(label, input, hint);
   return row;
+}
+
+function rangeText(domain) {
+  const hasMin = "min" in domain;
+  const hasMax = "max" in domain;
+  if (hasMin && hasMax) return `between ${domain.min} and ${domain.max}`;
+  if (hasMin) return `at least ${domain.min}`;
+  return hasMax ? `at most ${domain.max}` : "";
 }
 
 function megabytes(bytes) {
@@ -221,8 +229,7 @@ function fieldValue(field, problems) {
   if (!Number.isFinite(number)) problems.push(`${field.name} must be a number.`);
   else if (field.kind === "int" && !Number.isInteger(number)) problems.push(`${field.name} must be a whole number.`);
   else if (("min" in field.domain && number < field.domain.min) || ("max" in field.domain && number > field.domain.max)) {
-    problems.push(`${field.name} must be between ${field.domain.min ?? "-inf"} and ${field.domain.max ?? "inf"} ` +
-                  "(the schema's range).");
+    problems.push(`${field.name} must be ${rangeText(field.domain)} (the schema's range).`);
   }
   return number;
 }

@@ -113,3 +113,29 @@ def test_web_console_false_turns_the_page_off(tmp_path):
         assert get(server, "/v1/models/half_plus_two")[0] == 200
     finally:
         stop_process(server.process)
+
+
+@pytest.mark.parametrize("dataset", ["churn", "digits_images"])
+def test_exports_carry_the_curated_schema_and_class_names(dataset, tmp_path):
+    """The export half: what models/assets_extra.py writes is what the console's schema endpoint reads."""
+    import tensorflow_transform as tft
+
+    from models.assets_extra import write_assets_extra
+    from serving.console import _feature_domains, _label_names
+    from specs.dataset import load_spec
+
+    spec = load_spec(dataset)
+    transform_output = tmp_path / "transform"  # the layout Transform writes its raw (input) schema in
+    (transform_output / tft.TFTransformOutput.RAW_METADATA_DIR).mkdir(parents=True)
+    shutil.copy(spec.schema_path, transform_output / tft.TFTransformOutput.RAW_METADATA_DIR / "schema.pbtxt")
+    export = tmp_path / "export"
+    write_assets_extra(str(export), spec, tft.TFTransformOutput(str(transform_output)))
+
+    features = _feature_domains(str(export / "assets.extra" / "schema.pbtxt"))
+    assert _label_names(str(export / "assets.extra" / "label_names.txt")) == list(spec.label_names)
+    if dataset == "churn":
+        assert features["Geography"] == {"type": "BYTES", "values": ["France", "Germany", "Spain"]}
+        assert features["Age"] == {"type": "INT", "min": 18, "max": 120}
+    else:
+        assert features["image"] == {"type": "BYTES", "image": True}  # marked, so the page offers an upload
+        assert features["label"] == {"type": "INT", "min": 0, "max": 9}
