@@ -37,13 +37,22 @@ class VersionPolicy:
 
 
 @dataclasses.dataclass(frozen=True)
+class RequestLogging:
+    """TF Serving's LoggingConfig: log this share of requests to files starting with this prefix."""
+
+    sampling_rate: float
+    filename_prefix: str
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelEntry:
-    """One served model: where its versions live, which to serve, and version labels."""
+    """One served model: where its versions live, which to serve, version labels, request logging."""
 
     name: str
     base_path: str
     policy: VersionPolicy = VersionPolicy()
     labels: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    logging: RequestLogging | None = None
 
 
 def single_model(name: str, base_path: str) -> list[ModelEntry]:
@@ -77,6 +86,7 @@ def entries_from_proto(config) -> list[ModelEntry]:
             base_path=model.base_path,
             policy=_policy_from_proto(model.model_version_policy),
             labels=dict(model.version_labels),
+            logging=_logging_from_proto(model) if model.HasField("logging_config") else None,
         ))
     names = [entry.name for entry in entries]
     if len(set(names)) != len(names):
@@ -99,3 +109,14 @@ def _policy_from_proto(policy) -> VersionPolicy:
         return VersionPolicy(kind="specific", versions=frozenset(policy.specific.versions))
     num = policy.latest.num_versions if kind == "latest" and policy.latest.num_versions else 1
     return VersionPolicy(kind="latest", num_versions=num)
+
+
+def _logging_from_proto(model) -> RequestLogging:
+    """ModelConfig.logging_config; the rate is checked as TF Serving's request logger does."""
+    config = model.logging_config
+    rate = config.sampling_config.sampling_rate
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"model {model.name}: Invalid sampling rate: {rate}")
+    if not config.log_collector_config.filename_prefix:
+        raise ValueError(f"model {model.name}: logging_config needs log_collector_config.filename_prefix")
+    return RequestLogging(rate, config.log_collector_config.filename_prefix)

@@ -43,7 +43,8 @@ class RestServer:
         # Bound here, so a port in use fails now with OSError instead of later in the loop thread.
         self._socket = socket.create_server((host, port), backlog=1024, reuse_port=False)
         config = uvicorn.Config(self._app, interface="asgi3", loop="uvloop", http="httptools", lifespan="off",
-                                log_config=None, access_log=False, server_header=False, date_header=False,
+                                log_config=None, access_log=False, proxy_headers=False, server_header=False,
+                                date_header=False,
                                 timeout_keep_alive=IDLE_KEEP_ALIVE_SECONDS, timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None

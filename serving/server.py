@@ -16,6 +16,7 @@ from serving.inference import InferenceService
 from serving.manager import ModelManager
 from serving.monitoring import Metrics, PrometheusConfig, PrometheusPage, load_monitoring_config
 from serving.pages import PageHandler
+from serving.request_log import RequestLogger
 from serving.rest import RestApi
 from serving.warmup import LoadOptions, VersionLoader, session_config
 
@@ -51,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         manager.stop()
         return 1
     batcher = Batcher(batching) if batching else None
-    service = InferenceService(batcher, args.enable_signature_method_name_check)
+    request_logger = RequestLogger(manager.entries)  # each model's logging_config, as of the last (re)load
+    service = InferenceService(batcher, args.enable_signature_method_name_check, request_logger)
     metrics = Metrics()
     stopping = threading.Event()
     pages: list[PageHandler] = []  # non-/v1/ pages on the REST port (metrics, console), first match wins
@@ -89,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     grpc_server.stop(grace=2).wait()
     if batcher is not None:
         batcher.stop()
+    request_logger.close()  # writes what is queued and closes the files
     manager.stop()  # closes the Sessions, after every caller is gone
     return 0
 

@@ -1,0 +1,209 @@
+"""TF Serving's request logger: sampled requests and responses as PredictionLog TFRecords.
+
+A model's `logging_config` (ModelServerConfig) sets a sampling rate and a file
+name prefix. Successful predict, classify and regress calls are sampled at the
+inference layer, so REST and gRPC are logged alike: REST requests appear as the
+request protos gRPC would have sent. The request path only draws a random number
+and queues references to the arrays; a writer thread builds the protos and
+writes `<filename_prefix>.<start time>.<pid>.<n>.tfrecord` files. When the queue
+is full, records are dropped and counted (with a warning) rather than slowing
+requests. Files are flushed every second and rotated by size and age.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+
+from serving.config import ModelEntry, RequestLogging
+from serving.protos import model_spec
+from serving.servable import DEFAULT_SIGNATURE, Servable
+
+log = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Record:
+    """What the request path hands over: references only, protos are built by the writer."""
+
+    kind: str  # "predict" | "classify" | "regress"
+    settings: RequestLogging
+    servable: Servable
+    signature_name: str
+    request: object  # predict: (inputs, output_filter); classify/regress: serialized examples
+    response: object  # predict: outputs; classify: (label, score) lists; regress: values
+    timestamp: float
+
+
+class RequestLogger:
+    """Samples calls per model and writes them on a background thread.
+
+    `entries` gives the current model config (it changes on config reloads, by
+    file polling or over gRPC); each model's `logging` field says whether and how.
+    """
+
+    def __init__(self, entries: Callable[[], Iterable[ModelEntry]], max_queue: int = 10_000,
+                 max_file_bytes: int = 64 << 20, max_file_seconds: float = 3600):
+        self._entries = entries
+        self._queue: queue.Queue[_Record | None] = queue.Queue(max_queue)
+        self._max_file_bytes = max_file_bytes
+        self._max_file_seconds = max_file_seconds
+        self._files: dict[str, _LogFile] = {}  # by filename prefix; writer thread only
+        self._dropped = 0
+        self._dropped_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._write_loop, name="request-logger", daemon=True)
+        self._thread.start()
+
+    @property
+    def dropped(self) -> int:
+        """Records dropped because the writer could not keep up."""
+        return self._dropped
+
+    def predict(self, servable: Servable, signature_name: str, inputs: Mapping[str, np.ndarray],
+                output_filter: Iterable[str], outputs: Mapping[str, np.ndarray]) -> None:
+        self._offer("predict", servable, signature_name, (inputs, list(output_filter)), outputs)
+
+    def classify(self, servable: Servable, signature_name: str, examples: list[bytes],
+                 results: list[list[tuple[str, float]]]) -> None:
+        self._offer("classify", servable, signature_name, examples, results)
+
+    def regress(self, servable: Servable, signature_name: str, examples: list[bytes], values: list[float]) -> None:
+        self._offer("regress", servable, signature_name, examples, values)
+
+    def _offer(self, kind: str, servable: Servable, signature_name: str, request: object, response: object) -> None:
+        settings = next((entry.logging for entry in self._entries() if entry.name == servable.name), None)
+        if settings is None or random.random() >= settings.sampling_rate:
+            return
+        try:
+            self._queue.put_nowait(_Record(kind, settings, servable, signature_name, request, response, time.time()))
+        except queue.Full:
+            with self._dropped_lock:
+                self._dropped += 1
+                dropped = self._dropped
+            if dropped == 1 or dropped % 1000 == 0:
+                log.warning("request log queue full: %d records dropped so far (writes are slower than requests)",
+                            dropped)
+
+    def close(self) -> None:
+        """Write what is queued, then close every file (at shutdown)."""
+        self._queue.put(None)
+        self._thread.join()
+
+    # -- writer thread -----------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        last_flush = time.monotonic()
+        while True:
+            try:
+                record = self._queue.get(timeout=FLUSH_SECONDS)
+            except queue.Empty:
+                record = False  # nothing new: a chance to flush
+            if record is None:
+                break
+            if record:
+                try:
+                    self._write(record)
+                except Exception:  # noqa: BLE001 - a bad record or a full disk must not stop the logger
+                    log.exception("request log: record for model %s not written", record.servable.name)
+            if time.monotonic() - last_flush >= FLUSH_SECONDS:
+                for file in self._files.values():
+                    file.flush()
+                last_flush = time.monotonic()
+        for file in self._files.values():
+            file.close()
+        self._files.clear()
+
+    def _write(self, record: _Record) -> None:
+        data = prediction_log(record).SerializeToString()
+        prefix = record.settings.filename_prefix
+        file = self._files.get(prefix)
+        if file is not None and (file.size >= self._max_file_bytes
+                                 or time.monotonic() - file.opened > self._max_file_seconds):
+            file.close()
+            file = None
+        if file is None:
+            file = self._files[prefix] = _LogFile(prefix)
+        file.write(data)
+
+
+class _LogFile:
+    """One TFRecord file being written; its name carries the start time, pid and a counter."""
+
+    _counter = 0
+
+    def __init__(self, prefix: str):
+        _LogFile._counter += 1
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        self.path = f"{prefix}.{stamp}.{os.getpid()}.{_LogFile._counter}.tfrecord"
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self._writer = tf.io.TFRecordWriter(self.path)
+        self.opened = time.monotonic()
+        self.size = 0
+        log.info("request log: writing %s", self.path)
+
+    def write(self, data: bytes) -> None:
+        self._writer.write(data)
+        self.size += len(data) + 16  # TFRecord framing: length, two CRCs
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def prediction_log(record: _Record) -> prediction_log_pb2.PredictionLog:
+    """The PredictionLog TF Serving writes for one call: request, response and log_metadata."""
+    entry = prediction_log_pb2.PredictionLog()
+    metadata = entry.log_metadata
+    metadata.model_spec.CopyFrom(model_spec(record.servable, record.signature_name or DEFAULT_SIGNATURE))
+    metadata.sampling_config.sampling_rate = record.settings.sampling_rate
+    metadata.saved_model_tags.append("serve")
+    metadata.timestamp_secs = int(record.timestamp)
+    spec = model_spec(record.servable, record.signature_name)
+    answered_spec = model_spec(record.servable, record.signature_name or DEFAULT_SIGNATURE)
+    if record.kind == "predict":
+        inputs, output_filter = record.request
+        request = entry.predict_log.request
+        request.model_spec.CopyFrom(spec)
+        for name, value in inputs.items():
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+        request.output_filter.extend(output_filter)
+        response = entry.predict_log.response
+        response.model_spec.CopyFrom(answered_spec)
+        for name, value in record.response.items():
+            response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
+    elif record.kind == "classify":
+        entry.classify_log.request.model_spec.CopyFrom(spec)
+        _add_examples(entry.classify_log.request.input, record.request)
+        response = entry.classify_log.response
+        response.model_spec.CopyFrom(answered_spec)
+        for classes in record.response:
+            classification = response.result.classifications.add()
+            for label, score in classes:
+                classification.classes.add(label=label, score=score)
+    else:
+        entry.regress_log.request.model_spec.CopyFrom(spec)
+        _add_examples(entry.regress_log.request.input, record.request)
+        response = entry.regress_log.response
+        response.model_spec.CopyFrom(answered_spec)
+        for value in record.response:
+            response.result.regressions.add(value=value)
+    return entry
+
+
+def _add_examples(input_proto, examples: list[bytes]) -> None:
+    """Serialized examples as an example_list (a gRPC context is already merged into each)."""
+    for serialized in examples:
+        input_proto.example_list.examples.add().MergeFromString(serialized)

@@ -1,0 +1,175 @@
+"""Request logging (TF Serving's logging_config) through a real server process, over REST and gRPC.
+
+The server logs `churn` and `estimator` at sampling rate 1.0 and `quiet` at 0.0.
+After it shuts down, the TFRecord files are read back with tensorflow-serving-api's
+PredictionLog proto and compared with what was sent and what was answered.
+"""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import (classification_pb2, predict_pb2, prediction_log_pb2,
+                                     prediction_service_pb2_grpc, regression_pb2)
+
+from serving.config import RequestLogging, parse_model_config
+from serving.demo import stop_process
+from tests.serving.serving_test_support import UNSEEN_CUSTOMER, predict_request, start_server
+
+OTHER_CUSTOMER = {"CreditScore": 720, "Geography": "Spain", "Balance": 120000.5}
+
+
+@pytest.fixture(scope="module")
+def logged_run(exports, tmp_path_factory):
+    """Serve, send a known set of requests, stop the server; yield (answers, log records by model)."""
+    root = tmp_path_factory.mktemp("request_log")
+    logs = root / "logs"
+    base = exports.models
+    config = root / "models.config"
+    config.write_text(textwrap.dedent(f"""\
+        model_config_list {{
+          config {{
+            name: "churn" base_path: "{base / 'churn'}"
+            logging_config {{
+              log_collector_config {{ type: "" filename_prefix: "{logs / 'churn' / 'requests'}" }}
+              sampling_config {{ sampling_rate: 1.0 }}
+            }}
+          }}
+          config {{
+            name: "estimator" base_path: "{base / 'estimator'}"
+            logging_config {{
+              log_collector_config {{ filename_prefix: "{logs / 'estimator' / 'requests'}" }}
+              sampling_config {{ sampling_rate: 1.0 }}
+            }}
+          }}
+          config {{
+            name: "quiet" base_path: "{base / 'churn'}"
+            logging_config {{
+              log_collector_config {{ filename_prefix: "{logs / 'quiet' / 'requests'}" }}
+              sampling_config {{ sampling_rate: 0.0 }}
+            }}
+          }}
+        }}
+        """))
+    server = start_server([f"--model_config_file={config}", "--enable_batching",
+                           "--file_system_poll_wait_seconds=0"],
+                          root / "server.log", wait_for=["churn", "estimator", "quiet"])
+    answers = {}
+    try:
+        with server.rest() as rest:
+            answers["rest_predict"] = rest.predict("churn", instances=[UNSEEN_CUSTOMER, OTHER_CUSTOMER])
+            answers["rest_classify"] = rest.classify("estimator", examples=[{"x": 1.0}, {"x": -2.5}])
+            answers["rest_regress"] = rest.regress("estimator", examples=[{"x": 3.0}], signature_name="regression")
+            for _ in range(5):
+                rest.predict("quiet", instances=[UNSEEN_CUSTOMER])
+        with server.channel() as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            answers["grpc_predict"] = stub.Predict(predict_request("churn", [OTHER_CUSTOMER]), timeout=30)
+            classify = classification_pb2.ClassificationRequest()
+            classify.model_spec.name = "estimator"
+            classify.input.example_list.examples.add().features.feature["x"].float_list.value.append(0.5)
+            answers["grpc_classify"] = stub.Classify(classify, timeout=30)
+            stub.Predict(predict_request("quiet", [OTHER_CUSTOMER]), timeout=30)
+    finally:
+        stop_process(server.process)  # SIGTERM: the logger writes its queue and closes the files
+    assert server.process.returncode == 0, server.log()
+    yield answers, logs, server.log()
+
+
+def read_records(folder: Path) -> list[prediction_log_pb2.PredictionLog]:
+    records = []
+    for path in sorted(folder.glob("requests.*.tfrecord")):
+        for data in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+            records.append(prediction_log_pb2.PredictionLog.FromString(data))
+    return records
+
+
+def test_rest_and_grpc_predicts_round_trip_through_the_protos(logged_run):
+    answers, logs, _ = logged_run
+    records = read_records(logs / "churn")
+    assert [record.WhichOneof("log_type") for record in records] == ["predict_log", "predict_log"]
+    rest_log, grpc_log = (record.predict_log for record in records)
+
+    sent = {name: [row[name] for row in (UNSEEN_CUSTOMER, OTHER_CUSTOMER)] for name in UNSEEN_CUSTOMER}
+    logged = {name: tf.make_ndarray(tensor) for name, tensor in rest_log.request.inputs.items()}
+    assert logged.keys() == sent.keys()
+    assert logged["CreditScore"].tolist() == sent["CreditScore"]
+    assert logged["Geography"].tolist() == [value.encode() for value in sent["Geography"]]
+    assert logged["Balance"].tolist() == np.float32(sent["Balance"]).tolist()
+    answered = answers["rest_predict"]["predictions"]
+    probability = tf.make_ndarray(rest_log.response.outputs["probability"])
+    assert probability.reshape(-1).tolist() == [np.float32(row["probability"]) for row in answered]
+    assert rest_log.response.model_spec.name == "churn"
+    assert rest_log.response.model_spec.version.value == 1
+    assert rest_log.response.model_spec.signature_name == "serving_default"
+
+    grpc_request = predict_request("churn", [OTHER_CUSTOMER])
+    for name, tensor in grpc_log.request.inputs.items():
+        assert tf.make_ndarray(tensor).tolist() == tf.make_ndarray(grpc_request.inputs[name]).tolist()
+    grpc_answer: predict_pb2.PredictResponse = answers["grpc_predict"]
+    assert set(grpc_log.response.outputs) == set(grpc_answer.outputs)
+    for name, tensor in grpc_answer.outputs.items():
+        np.testing.assert_array_equal(tf.make_ndarray(grpc_log.response.outputs[name]), tf.make_ndarray(tensor))
+
+
+def test_log_metadata_names_the_model_and_the_sampling(logged_run):
+    _, logs, _ = logged_run
+    for record in read_records(logs / "churn"):
+        metadata = record.log_metadata
+        assert metadata.model_spec.name == "churn"
+        assert metadata.model_spec.version.value == 1
+        assert metadata.sampling_config.sampling_rate == 1.0
+        assert list(metadata.saved_model_tags) == ["serve"]
+        assert metadata.timestamp_secs > 0
+
+
+def test_classify_and_regress_are_logged_with_their_examples_and_results(logged_run):
+    answers, logs, _ = logged_run
+    records = read_records(logs / "estimator")
+    assert [record.WhichOneof("log_type") for record in records] == ["classify_log", "regress_log", "classify_log"]
+    rest_classify, rest_regress, grpc_classify = records
+
+    examples = rest_classify.classify_log.request.input.example_list.examples
+    assert [example.features.feature["x"].float_list.value[0] for example in examples] == [1.0, -2.5]
+    logged = [[(c.label, c.score) for c in item.classes]
+              for item in rest_classify.classify_log.response.result.classifications]
+    answered = answers["rest_classify"]["results"]
+    assert [[label for label, _ in item] for item in logged] == [[label for label, _ in item] for item in answered]
+    assert np.float32([[s for _, s in item] for item in logged]).tolist() == \
+        np.float32([[s for _, s in item] for item in answered]).tolist()
+
+    request = rest_regress.regress_log.request
+    assert request.model_spec.signature_name == "regression"
+    assert request.input.example_list.examples[0].features.feature["x"].float_list.value[0] == 3.0
+    assert [r.value for r in rest_regress.regress_log.response.result.regressions] == \
+        pytest.approx(answers["rest_regress"]["results"], rel=1e-6)
+
+    assert grpc_classify.classify_log.response.result == answers["grpc_classify"].result
+
+
+def test_sampling_rate_zero_writes_nothing(logged_run):
+    _, logs, _ = logged_run
+    assert not (logs / "quiet").exists() or not any((logs / "quiet").iterdir())
+
+
+def test_logging_config_is_read_from_the_model_config():
+    entries = parse_model_config("""
+        model_config_list { config {
+          name: "m" base_path: "/models/m"
+          logging_config { log_collector_config { filename_prefix: "/logs/m" } sampling_config { sampling_rate: 0.25 } }
+        } }""")
+    assert entries[0].logging == RequestLogging(0.25, "/logs/m")
+
+
+@pytest.mark.parametrize("logging_config, words", [
+    ('log_collector_config { filename_prefix: "/l" } sampling_config { sampling_rate: 1.5 }',
+     "Invalid sampling rate: 1.5"),
+    ("sampling_config { sampling_rate: 0.5 }", "filename_prefix"),
+])
+def test_a_bad_logging_config_is_refused(logging_config, words):
+    with pytest.raises(ValueError, match=words):
+        parse_model_config(f'model_config_list {{ config {{ name: "m" base_path: "/m" '
+                           f"logging_config {{ {logging_config} }} }} }}")
