@@ -8,6 +8,7 @@ with unchanged inputs (cached), and writes bench/results/pipeline_<name>.json.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import pathlib
@@ -25,10 +26,10 @@ WORK = RESULTS / "work"
 
 
 def machine() -> dict:
-    import tensorflow as tf
-    import tfx
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "tensorflow": tf.__version__,
-            "tfx": tfx.__version__, "platform": platform.platform()}
+    """Where a figure was measured (package versions read without importing them)."""
+    return {"cpus": os.cpu_count(), "python": platform.python_version(),
+            "tensorflow": importlib.metadata.version("tensorflow"), "tfx": importlib.metadata.version("tfx"),
+            "platform": platform.platform()}
 
 
 def bench_pipeline(name: str, beam_args: tuple[str, ...] = DEFAULT_BEAM_ARGS) -> dict:

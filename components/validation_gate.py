@@ -9,8 +9,10 @@ naming the data source, split, feature and problem, so nothing downstream
 import os
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2
-from tfx import v1 as tfx
-from tfx.types import artifact_utils
+from tfx.dsl.component.experimental.annotations import InputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils, standard_artifacts
 
 
 class DataAnomalyError(RuntimeError):
@@ -22,9 +24,9 @@ def describe_anomalies(anomalies_uri: str, split_names: str) -> list[str]:
     problems = []
     for split in artifact_utils.decode_split_names(split_names):
         path = os.path.join(anomalies_uri, f"Split-{split}", "SchemaDiff.pb")
-        if not tfx.dsl.io.fileio.exists(path):
+        if not fileio.exists(path):
             continue
-        with tfx.dsl.io.fileio.open(path, "rb") as f:
+        with fileio.open(path, "rb") as f:
             anomalies = anomalies_pb2.Anomalies.FromString(f.read())
         for feature, info in sorted(anomalies.anomaly_info.items()):
             reasons = "; ".join(f"{r.short_description} ({r.description})" for r in info.reason)
@@ -36,9 +38,8 @@ def describe_anomalies(anomalies_uri: str, split_names: str) -> list[str]:
     return problems
 
 
-@tfx.dsl.components.component
-def ValidationGate(anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
-                   source: tfx.dsl.components.Parameter[str]) -> None:
+@component
+def ValidationGate(anomalies: InputArtifact[standard_artifacts.ExampleAnomalies], source: Parameter[str]) -> None:
     """Raises DataAnomalyError listing every anomaly; passes silently on clean data."""
     artifact = anomalies
     problems = describe_anomalies(artifact.uri, artifact.split_names)

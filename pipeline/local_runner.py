@@ -6,8 +6,7 @@ import logging
 import time
 from typing import Any
 
-import tensorflow_model_analysis as tfma
-from tfx import v1 as tfx
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
 from pipeline import gate_report, metadata
 from pipeline.config import PipelineConfig
@@ -15,6 +14,14 @@ from pipeline.pipeline_def import create_pipeline, describe_source
 from specs.dataset import DatasetSpec
 
 log = logging.getLogger(__name__)
+
+
+REUSED_EVALUATION = {
+    True: "Not re-evaluated: this model is already the blessed one (evaluated in an earlier run against the same "
+          "baseline, data and thresholds); the metrics below are from that evaluation.",
+    False: "Not re-evaluated: this model was evaluated in an earlier run against the same baseline, data and "
+           "thresholds; the metrics below are from that evaluation.",
+}
 
 
 @dataclasses.dataclass
@@ -27,6 +34,7 @@ class RunReport:
     blessed: bool | None = None
     pushed_path: str | None = None
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    evaluation_reused: bool = False  # Evaluator cached: this model was evaluated against this baseline before
     slices: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # "Geography=France" -> metrics
     failures: list[str] = dataclasses.field(default_factory=list)  # the gates a not-blessed model failed
 
@@ -34,6 +42,8 @@ class RunReport:
         """What the console shows after a run: components, metrics, and what happened to the model."""
         lines = [f"\nPipeline {self.dataset!r} finished in {self.seconds:.0f} s"]
         lines += [f"  {c.component:<32} {c.state:<9} {c.seconds:7.1f} s" for c in self.components]
+        if self.evaluation_reused:
+            lines.append(REUSED_EVALUATION[bool(self.blessed)])
         if self.metrics:
             lines.append("Test split metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(self.metrics.items())))
         lines += [f"  {where}: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(values.items()))
@@ -51,7 +61,8 @@ class RunReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "seconds": round(self.seconds, 2), "blessed": self.blessed,
-                "pushed_path": self.pushed_path, "metrics": self.metrics, "slices": self.slices,
+                "pushed_path": self.pushed_path, "metrics": self.metrics,
+                "evaluation_reused": self.evaluation_reused, "slices": self.slices,
                 "failures": self.failures,
                 "components": [{"component": c.component, "state": c.state, "seconds": round(c.seconds, 2)}
                                for c in self.components]}
@@ -59,6 +70,7 @@ class RunReport:
 
 def overall_metrics(evaluation_uri: str) -> dict[str, float]:
     """The candidate model's metrics on the whole test split; per-class ones as e.g. `recall/classId:3`."""
+    import tensorflow_model_analysis as tfma  # TFX's component specs import it anyway; here only for reading
     result = tfma.load_eval_result(evaluation_uri)
     for slice_key, outputs in result.slicing_metrics:
         if slice_key == ():
@@ -74,6 +86,7 @@ def summarize(spec: DatasetSpec, config: PipelineConfig, seconds: float) -> RunR
     report = RunReport(spec.name, seconds, runs)
     evaluator = report.component("Evaluator")
     if evaluator:
+        report.evaluation_reused = evaluator.state == "CACHED"
         blessing = evaluator.outputs.get("blessing", [])
         if blessing:
             report.blessed = bool(metadata.custom_property(blessing[0], "blessed"))
@@ -96,5 +109,5 @@ def run_local(spec: DatasetSpec, config: PipelineConfig) -> RunReport:
     log.info("Running pipeline %r (trainer %s) with data from %s", spec.name,
              config.trainer or spec.default_trainer, describe_source(spec, config))
     started = time.monotonic()
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(spec, config))
+    LocalDagRunner().run(create_pipeline(spec, config))
     return summarize(spec, config, time.monotonic() - started)

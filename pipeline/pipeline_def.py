@@ -6,21 +6,28 @@ KubeflowDagRunner / KubeflowV2DagRunner on a cluster.
 from __future__ import annotations
 
 import pathlib
-from typing import Any
+from typing import Any, Callable
 
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
-from tfx import v1 as tfx
+from tfx.components import Evaluator, ExampleValidator, Pusher, StatisticsGen, Trainer, Transform
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.base import executor_spec
-from tfx.proto import example_gen_pb2
+from tfx.dsl.components.base.base_node import BaseNode
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
+from tfx.orchestration import metadata
+from tfx.orchestration.pipeline import Pipeline
+from tfx.proto import example_gen_pb2, pusher_pb2, trainer_pb2, transform_pb2
+from tfx.types import BaseChannel, Channel, standard_artifacts
 
+from components import baseline_resolver
 from components.pusher import Executor as SkipDuplicatePushExecutor
 from components.csv_example_gen import CsvExampleGen
 from components.tfds_example_gen import TfdsExampleGen
 from components.validation_gate import ValidationGate
-from models.images import TRANSFORM_HPARAMS
 from models.trainer import check_mode_options
-from pipeline import evaluation, tuning
+from pipeline import evaluation, spans, tuning
 from pipeline.config import PipelineConfig
 from specs.dataset import SPLITS, DatasetSpec
 from specs.fingerprint import code_fingerprint
@@ -37,9 +44,9 @@ def split_config(spec: DatasetSpec) -> example_gen_pb2.Output:
 
 # Who reads which split: Transform analyses train and writes train and validation only,
 # so the Trainer (and Tuner) cannot open a test file; the Evaluator reads test only.
-TRANSFORM_SPLITS = tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "validation"])
-TRAIN_ARGS = tfx.proto.TrainArgs(splits=["train"])
-VALIDATION_ARGS = tfx.proto.EvalArgs(splits=["validation"])
+TRANSFORM_SPLITS = transform_pb2.SplitsConfig(analyze=["train"], transform=["train", "validation"])
+TRAIN_ARGS = trainer_pb2.TrainArgs(splits=["train"])
+VALIDATION_ARGS = trainer_pb2.EvalArgs(splits=["validation"])
 REPORTED_SPLIT = "test"
 
 
@@ -55,7 +62,7 @@ def declared_types(spec: DatasetSpec) -> dict[str, str]:
     return {feature.name: schema_pb2.FeatureType.Name(feature.type) for feature in schema.feature}
 
 
-def make_example_gen(spec: DatasetSpec, config: PipelineConfig) -> tfx.types.BaseNode:
+def make_example_gen(spec: DatasetSpec, config: PipelineConfig) -> BaseNode:
     source = spec.source
     kind = source.get("kind")
     if kind == "csv":
@@ -86,71 +93,103 @@ def describe_source(spec: DatasetSpec, config: PipelineConfig) -> str:
     return f"{config.input_base_for(spec)}/{spec.source.get('pattern', '*')}"
 
 
-def transform_hparams(spec: DatasetSpec, hparams: dict[str, Any]) -> dict[str, Any]:
-    """Run overrides the Transform must see too (image size/backbone), and only those (cache)."""
-    if not spec.image_feature:
-        return {}
-    return {key: value for key, value in hparams.items() if key in TRANSFORM_HPARAMS}
+# The spec fields our code reads inside Transform and inside the Trainer. The rest reaches them
+# through artifacts (source, splits: ExampleGen's output) or not at all (evaluation: the
+# Evaluator's config; tuning: the Tuner's search space; example_instance, description: docs),
+# so editing it must not invalidate their cached outputs. models/preprocessing.py reads no
+# model options: images reach the Trainer encoded.
+TRANSFORM_READS = ("name", "task", "label", "numeric_features", "categorical_features", "image_feature")
+TRAINER_READS = TRANSFORM_READS + ("label_names", "model")
 
 
-def user_code_config(spec: DatasetSpec, entry_module: str) -> dict[str, Any]:
-    """What Transform and Trainer read: the spec without its documentation-only fields
-    (editing the example instance must not retrain), and the fingerprint of the code they run."""
-    fields = {k: v for k, v in spec.to_dict().items() if k not in ("example_instance", "description", "tuning")}
-    return {"spec": fields, "code": code_fingerprint(entry_module)}
+def user_code_config(spec: DatasetSpec, entry_module: str, reads: tuple[str, ...] = TRAINER_READS
+                     ) -> dict[str, Any]:
+    """A component's custom_config, which is its cache key too: the spec fields its code reads
+    (`source` goes empty: DatasetSpec requires the key, the code never reads it) and the
+    fingerprint of that code (`entry_module` and every module of ours it imports)."""
+    fields = {key: value for key, value in spec.to_dict().items() if key in reads}
+    return {"spec": {**fields, "source": {}}, "code": code_fingerprint(entry_module)}
 
 
-def create_pipeline(spec: DatasetSpec, config: PipelineConfig) -> tfx.dsl.Pipeline:
+def baseline_model_resolver(trainer: Trainer, config: PipelineConfig) -> Resolver:
+    """The Evaluator's baseline: the last blessed model other than this run's candidate, so a re-run
+    with nothing changed resolves the same baseline and its Evaluator is cached (see
+    components/baseline_resolver.py). KubeflowV2DagRunner compiles only TFX's built-in strategies,
+    so pipelines for a cluster's ML Metadata use TFX's LatestBlessedModelStrategy."""
+    if not config.local_metadata:
+        return Resolver(strategy_class=LatestBlessedModelStrategy, model=Channel(type=standard_artifacts.Model),
+                        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
+                        ).with_id("latest_blessed_model_resolver")
+    return Resolver(strategy_class=baseline_resolver.LatestBlessedBaselineStrategy,
+                    **{baseline_resolver.MODEL: Channel(type=standard_artifacts.Model),
+                       baseline_resolver.BLESSING: Channel(type=standard_artifacts.ModelBlessing),
+                       baseline_resolver.CANDIDATE: trainer.outputs["model"]},
+                    ).with_id("latest_blessed_model_resolver")
+
+
+# `pipeline compare` (pipeline/compare.py): (transform, schema, examples) -> the nodes that replace
+# the one Trainer, its Evaluator and Pusher.
+ModelStage = Callable[[Transform, BaseChannel, BaseChannel], list[BaseNode]]
+
+
+def create_pipeline(spec: DatasetSpec, config: PipelineConfig, model_stage: ModelStage | None = None) -> Pipeline:
     check_mode_options({**spec.model, **config.trainer_hparams(spec)})
     example_gen = make_example_gen(spec, config)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_importer = tfx.components.ImportSchemaGen(schema_file=config.schema_for(spec))
-    example_validator = tfx.components.ExampleValidator(
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_importer = ImportSchemaGen(schema_file=config.schema_for(spec))
+    example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_importer.outputs["schema"])
     validation_gate = ValidationGate(anomalies=example_validator.outputs["anomalies"],
                                      source=describe_source(spec, config))
+    window_examples, window_nodes = spans.training_window(spec, example_gen)
+    drift_nodes = spans.drift_check(spec, statistics_gen, schema_importer.outputs["schema"])
 
-    transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"], schema=schema_importer.outputs["schema"],
+    transform = Transform(
+        examples=window_examples, schema=schema_importer.outputs["schema"],
         preprocessing_fn="models.preprocessing.preprocessing_fn", splits_config=TRANSFORM_SPLITS,
-        custom_config={**user_code_config(spec, "models.preprocessing"), "hparams": transform_hparams(spec, config.trainer_hparams(spec))})
-    transform.add_upstream_node(validation_gate)
+        custom_config=user_code_config(spec, "models.preprocessing", TRANSFORM_READS))
+    for gate in [validation_gate, *drift_nodes[-1:]]:
+        transform.add_upstream_node(gate)
+    data_nodes = [example_gen, *drift_nodes[:1], statistics_gen, schema_importer, example_validator,
+                  validation_gate, *drift_nodes[1:], *window_nodes, transform]
+    if model_stage is not None:
+        return assemble(spec, config, data_nodes + model_stage(transform, schema_importer.outputs["schema"],
+                                                                window_examples))
 
     tuner_nodes = tuning.make_tuner(spec, config, transform, schema_importer.outputs["schema"], TRAIN_ARGS,
-                                    VALIDATION_ARGS, user_code_config(spec, "models.tuning"))
-    trainer = tfx.components.Trainer(
+                                    VALIDATION_ARGS, user_code_config(spec, "models.tuning", TRAINER_READS))
+    trainer = Trainer(
         run_fn="models.trainer.run_fn",
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_importer.outputs["schema"], train_args=TRAIN_ARGS, eval_args=VALIDATION_ARGS,
         hyperparameters=tuner_nodes[0].outputs["best_hyperparameters"] if tuner_nodes else None,
-        custom_config={**user_code_config(spec, "models.trainer"), "hparams": config.trainer_hparams(spec)})
+        custom_config={**user_code_config(spec, "models.trainer", TRAINER_READS),
+                       "hparams": config.trainer_hparams(spec)})
 
-    latest_blessed_model = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
-
-    evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"],
+    latest_blessed_model = baseline_model_resolver(trainer, config)
+    evaluator = Evaluator(
+        examples=window_examples,
         model=trainer.outputs["model"],
         baseline_model=latest_blessed_model.outputs["model"], example_splits=[REPORTED_SPLIT],
         eval_config=evaluation.make_eval_config(spec, config.thresholds))
 
-    pusher = tfx.components.Pusher(
+    pusher = Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir_for(spec))),
+        push_destination=pusher_pb2.PushDestination(
+            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=config.serving_dir_for(spec))),
         custom_executor_spec=executor_spec.ExecutorClassSpec(SkipDuplicatePushExecutor))
 
-    return tfx.dsl.Pipeline(
+    return assemble(spec, config, [*data_nodes, *tuner_nodes, trainer, latest_blessed_model, evaluator, pusher])
+
+
+def assemble(spec: DatasetSpec, config: PipelineConfig, nodes: list[BaseNode]) -> Pipeline:
+    return Pipeline(
         pipeline_name=config.pipeline_name or spec.name,
         pipeline_root=config.root_for(spec),
-        components=[example_gen, statistics_gen, schema_importer, example_validator, validation_gate,
-                    transform, *tuner_nodes, trainer, latest_blessed_model, evaluator, pusher],
+        components=nodes,
         enable_cache=config.enable_cache,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        metadata_connection_config=metadata.sqlite_metadata_connection_config(
             str(config.metadata_for(spec))) if config.local_metadata else None,
         beam_pipeline_args=list(config.beam_args))
