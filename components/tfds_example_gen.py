@@ -14,6 +14,8 @@ run the executor in-process with DirectRunner in_memory, where the patch applies
 from __future__ import annotations
 
 import importlib
+import logging
+import time
 from typing import Any, Iterable, Mapping
 
 import apache_beam as beam
@@ -26,6 +28,10 @@ from tfx.proto import example_gen_pb2
 
 from components.example_gen_options import pack_options, unpack_options
 from specs.dataset import SPLITS
+
+
+progress = logging.getLogger("progress.tfds")  # shown on the console without --verbose
+PROGRESS_EVERY = 10_000  # examples between progress lines while a split is read
 
 
 class TfdsSourceError(ValueError):
@@ -77,14 +83,21 @@ class _ReadSplit(beam.DoFn):
                       if isinstance(builder.info.features[key], tfds.features.Image)]
         dataset = builder.as_dataset(split=split, shuffle_files=False,
                                      decoders={key: tfds.decode.SkipDecoding() for key in image_keys})
-        for record in dataset.as_numpy_iterator():
+        count = 0
+        for count, record in enumerate(dataset.as_numpy_iterator(), start=1):
             yield tf.train.Example(features=tf.train.Features(
                 feature={name: to_feature(record[key]) for name, key in features.items()}))
+            if count % PROGRESS_EVERY == 0:
+                progress.info("TFDS %s[%s]: %d examples read", builder.name, split, count)
+        progress.info("TFDS %s[%s]: %d examples read, done", builder.name, split, count)
 
 
 def prepare(options: Mapping[str, Any]) -> None:
     """Downloads/generates the data set once, before the Beam graph runs, and checks the spec against it."""
     builder = load_builder(options)
+    if not builder.is_prepared():  # the download and conversion take minutes; a prepared data set is reused
+        progress.info("TFDS %s: preparing in %s (download and conversion, once)", builder.name, builder.data_dir)
+    started = time.monotonic()
     try:
         builder.download_and_prepare()
     except Exception as e:  # TFDS raises download, checksum and file errors of many types
@@ -97,6 +110,8 @@ def prepare(options: Mapping[str, Any]) -> None:
     if missing:
         raise TfdsSourceError(f"{builder.name} has no features {missing}; it has {sorted(builder.info.features)}")
     check_label_names(builder, features[options["label_feature"]], options.get("label_names", []))
+    progress.info("TFDS %s ready in %.0f s: %s", builder.name, time.monotonic() - started,
+                  ", ".join(f"{name} {split.num_examples} examples" for name, split in builder.info.splits.items()))
 
 
 @beam.ptransform_fn

@@ -198,3 +198,18 @@ def test_runs_lists_the_blessed_and_the_failed_run(failed_report, good_run, chur
                "--serving-dir", str(config.serving_dir)]
     listing = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=True).stdout
     assert listing.strip() == format_runs(runs)
+
+
+def test_tfds_preparation_and_reading_log_progress(caplog):
+    """TFDS's own mock data stands in for the download (no internet here)."""
+    import tensorflow_datasets as tfds
+    from components.tfds_example_gen import _ReadSplit, prepare
+    options = {"name": "fashion_mnist", "version": "", "data_dir": "", "module": "", "label_names": [],
+               "features": {"image": "image", "label": "label"}, "label_feature": "label"}
+    with caplog.at_level(logging.INFO, logger="progress.tfds"), tfds.testing.mock_data(num_examples=3):
+        prepare(options)
+        examples = list(_ReadSplit(options).process("train"))
+    assert len(examples) == 3
+    messages = [r.getMessage() for r in caplog.records if r.name == "progress.tfds"]
+    assert any(m.startswith("TFDS fashion_mnist ready in") for m in messages), messages
+    assert messages[-1] == "TFDS fashion_mnist[train]: 3 examples read, done"

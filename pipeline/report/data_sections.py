@@ -95,7 +95,11 @@ def _domain(feature, schema) -> str:
     if feature.HasField("int_domain"):
         return f"integers {feature.int_domain.min}..{feature.int_domain.max}"
     if feature.HasField("float_domain"):
-        return f"floats {feature.float_domain.min:g}..{feature.float_domain.max:g}"
+        domain = feature.float_domain
+        low = f"{domain.min:g}" if domain.HasField("min") else ""
+        high = f"{domain.max:g}" if domain.HasField("max") else ""
+        nan = "" if domain.disallow_nan else ", NaN allowed"
+        return f"floats {low}..{high}{nan}" if low or high else f"floats{nan}"
     if feature.HasField("domain"):
         values = next((d.value for d in schema.string_domain if d.name == feature.domain), [])
         return f"{feature.domain}: {', '.join(values[:12])}{' ...' if len(values) > 12 else ''}"

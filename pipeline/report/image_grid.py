@@ -5,6 +5,7 @@ answers raw serialized examples of the held-out split, as TFMA scored them.
 """
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -23,10 +24,9 @@ def held_out_split(run: RunData) -> str | None:
     """The split the Evaluator scored, as recorded; else the last split of the examples."""
     evaluator = run.producer("evaluation")
     recorded = property_value(evaluator.execution, "example_splits") if evaluator and evaluator.execution else None
-    if recorded:
-        names = [n.strip(' "') for n in recorded.strip("[]").split(",") if n.strip(' "')]
-        if names:
-            return names[0]
+    names = json.loads(recorded or "null")
+    if names:
+        return names[0]
     examples = run.output("examples")
     return split_names(examples)[-1] if examples is not None and split_names(examples) else None
 

@@ -86,7 +86,9 @@ def _threshold_text(threshold) -> str:
         if bounds.HasField("upper_bound"):
             parts.append(f"<= {bounds.upper_bound.value:g}")
     if threshold.HasField("change_threshold"):
-        direction = "higher" if threshold.change_threshold.direction == 1 else "lower"
+        import tensorflow_model_analysis as tfma
+        higher = threshold.change_threshold.direction == tfma.MetricDirection.HIGHER_IS_BETTER
+        direction = "higher" if higher else "lower"
         parts.append(f"no worse than the baseline ({direction} is better)")
     return "; ".join(parts)
 
@@ -129,9 +131,9 @@ def evaluation_section(run: RunData, label_names: list[str]) -> str:
     if candidate is None:
         return paragraph(f"TFMA wrote no readable result to {evaluation.uri}.", "bad")
     baseline = _load_eval(evaluation.uri, "baseline") if has_baseline else None
-    splits = property_value(evaluator.execution, "example_splits")
-    parts = [paragraph(f"TFMA on the held-out split {splits or '(the Evaluator default)'}; the gate uses the "
-                       "metrics below, nothing else.")]
+    splits = json.loads(property_value(evaluator.execution, "example_splits") or "null")
+    parts = [paragraph(f"TFMA on the held-out split {', '.join(splits) if splits else 'eval (the Evaluator default)'}"
+                       "; the gate uses the metrics below, nothing else.")]
     metrics, baseline_metrics = _overall(candidate, "metrics"), _overall(baseline, "metrics") if baseline else {}
     gates = _thresholds(candidate.config)
     failures = _failures(tfma.load_validation_result(evaluation.uri))
@@ -149,12 +151,30 @@ def evaluation_section(run: RunData, label_names: list[str]) -> str:
     return "".join(parts)
 
 
+def _number(value: Any) -> float:
+    """A number from TFMA's plot JSON: plain, `{"value": x}` (double-valued fields), or "NaN"; absent is 0."""
+    if isinstance(value, dict):
+        value = value.get("value", 0.0)
+    return float(value) if value is not None else 0.0
+
+
+def _calibration(buckets: list[dict], bins: int = 10) -> list[tuple[float, float]]:
+    """TFMA's fine calibration buckets summed into `bins` equal prediction ranges: (mean prediction, positive rate)."""
+    totals = np.zeros((bins, 3))  # examples, labels, predictions
+    for bucket in buckets:
+        low = _number(bucket.get("lowerThresholdInclusive"))
+        index = min(max(int(low * bins), 0), bins - 1) if np.isfinite(low) else 0
+        totals[index] += [_number(bucket.get("numWeightedExamples")), _number(bucket.get("totalWeightedLabel")),
+                          _number(bucket.get("totalWeightedRefinedPrediction"))]
+    return [(predictions / count, labels / count) for count, labels, predictions in totals if count > 0]
+
+
 def _plots_html(plot_data: dict[str, Any], label_names: list[str]) -> str:
     figures = []
     matrices = plot_data.get("confusionMatrixAtThresholds", {}).get("matrices", [])
     if matrices:
         def get(m, key):
-            return float(m.get(key, 0.0))
+            return _number(m.get(key))
         fpr = [get(m, "falsePositives") / max(get(m, "falsePositives") + get(m, "trueNegatives"), 1e-12)
                for m in matrices]
         tpr = [get(m, "truePositives") / max(get(m, "truePositives") + get(m, "falseNegatives"), 1e-12)
@@ -169,10 +189,7 @@ def _plots_html(plot_data: dict[str, Any], label_names: list[str]) -> str:
                            [get(at_half, "falseNegatives"), get(at_half, "truePositives")]])
         names = label_names[:2] if len(label_names) == 2 else ["negative", "positive"]
         figures.append(image(plots.confusion_matrix(matrix, names), "confusion matrix at threshold 0.5"))
-    buckets = plot_data.get("calibrationHistogramBuckets", {}).get("buckets", [])
-    points = [(b.get("totalWeightedRefinedPrediction", {}).get("value", 0.0) / b["numWeightedExamples"]["value"],
-               b.get("totalWeightedLabel", {}).get("value", 0.0) / b["numWeightedExamples"]["value"])
-              for b in buckets if b.get("numWeightedExamples", {}).get("value", 0.0) > 0]
+    points = _calibration(plot_data.get("calibrationHistogramBuckets", {}).get("buckets", []))
     if points:
         figures.append(image(plots.curve([p[0] for p in points], [p[1] for p in points], "mean prediction",
                                          "observed positive rate", "calibration", True), "calibration plot"))
@@ -183,7 +200,7 @@ def _plots_html(plot_data: dict[str, Any], label_names: list[str]) -> str:
         for entry in entries[0].get("entries", []):
             actual, predicted = int(entry.get("actualClassId", 0)), int(entry.get("predictedClassId", 0))
             if 0 <= actual < count and 0 <= predicted < count:
-                matrix[actual, predicted] += float(entry.get("numWeightedExamples", 0.0))
+                matrix[actual, predicted] += _number(entry.get("numWeightedExamples"))
         figures.append(image(plots.confusion_matrix(matrix, label_names or [str(i) for i in range(count)]),
                              "confusion matrix"))
     return f'<div class="figures">{"".join(figures)}</div>' if figures else ""
@@ -193,11 +210,12 @@ def _slices_html(result) -> str:
     rows = []
     for slice_key, outputs in result.slicing_metrics:
         name = " & ".join(f"{k} = {v}" for k, v in slice_key) or "overall"
-        values = outputs.get("", {}).get("", {})
-        rows.append([name] + [_value(values.get(m)) for m in sorted(values) if _value(values.get(m)) is not None])
-    names = sorted(m for m, v in next(iter(result.slicing_metrics))[1].get("", {}).get("", {}).items()
-                   if _value(v) is not None) if result.slicing_metrics else []
-    return "<h3>Metrics per slice</h3>" + table(["slice"] + names, rows)
+        values = (outputs or {}).get("", {}).get("", {})
+        rows.append((name, values))
+    names = sorted({m for _, values in rows for m, v in values.items()
+                    if _value(v) is not None and not m.endswith("_diff")})
+    return "<h3>Metrics per slice</h3>" + table(["slice"] + names,
+                                                [[name] + [_value(values.get(m)) for m in names] for name, values in rows])
 
 
 def blessing_section(run: RunData) -> str:
