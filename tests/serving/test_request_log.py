@@ -173,3 +173,37 @@ def test_a_bad_logging_config_is_refused(logging_config, words):
     with pytest.raises(ValueError, match=words):
         parse_model_config(f'model_config_list {{ config {{ name: "m" base_path: "/m" '
                            f"logging_config {{ {logging_config} }} }} }}")
+
+
+def test_predict_records_decode_with_tf_serving_protos():
+    """The hand-written wire encoding of predict logs parses back to the arrays that were logged."""
+    import time
+    from types import SimpleNamespace
+
+    from serving.request_log import _Record, encode
+
+    inputs = {"image": np.arange(24, dtype=np.float32).reshape(2, 3, 4),
+              "ids": np.array([2**40, -7], dtype=np.int64),
+              "text": np.array([b"caf\xc3\xa9", "ascii"], dtype=object),
+              "flags": np.array([[True], [False]])}
+    outputs = {"scores": np.array([[0.25, 0.75], [1e-30, np.inf]], dtype=np.float32),
+               "labels": np.array([[b"a", b"b"], [b"", b"\x00\xff"]], dtype=object)}
+    record = _Record("predict", RequestLogging(0.5, "/unused"), SimpleNamespace(name="m", version=7), "",
+                     (inputs, ["scores", "labels"]), outputs, 1_700_000_000.9)
+    entry = prediction_log_pb2.PredictionLog.FromString(encode(record))
+    request, response = entry.predict_log.request, entry.predict_log.response
+    assert (request.model_spec.name, request.model_spec.version.value, request.model_spec.signature_name) == \
+        ("m", 7, "")
+    assert response.model_spec.signature_name == "serving_default"
+    assert list(request.output_filter) == ["scores", "labels"]
+    for name, value in inputs.items():
+        logged = tf.make_ndarray(request.inputs[name])
+        expected = np.array([v.encode() if isinstance(v, str) else v for v in value.flat],
+                            dtype=value.dtype).reshape(value.shape) if value.dtype == object else value
+        assert logged.shape == value.shape and logged.tolist() == expected.tolist(), name
+    for name, value in outputs.items():
+        assert tf.make_ndarray(response.outputs[name]).tolist() == value.tolist(), name
+    metadata = entry.log_metadata
+    assert (metadata.model_spec.name, metadata.model_spec.signature_name) == ("m", "serving_default")
+    assert (metadata.sampling_config.sampling_rate, metadata.timestamp_secs) == (0.5, 1_700_000_000)
+    assert list(metadata.saved_model_tags) == ["serve"]
