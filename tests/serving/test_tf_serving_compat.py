@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
+import socket
 import textwrap
 from pathlib import Path
 
@@ -206,6 +207,42 @@ def test_version_directory_name_is_parsed_not_copied(tfs):
     # 00000123/ is version 123; the junk directories next to it did not stop the poller.
     assert call(tfs, "GET", "/v1/models/default/versions/123")[0] == 200
     assert "model poll failed" not in tfs.log()
+
+
+def test_truncated_and_mislabelled_bodies_are_client_errors(tfs):
+    def raw(request: bytes, hang_up: bool = False) -> bytes:
+        with socket.create_connection(("127.0.0.1", tfs.rest_port), timeout=60) as connection:
+            connection.sendall(request)
+            if hang_up:
+                return b""
+            chunks = []
+            while chunk := connection.recv(65536):
+                chunks.append(chunk)
+                if b"\r\n\r\n" in b"".join(chunks):
+                    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+                    length = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")]
+                    if length and len(body) >= length[0]:
+                        break
+            return b"".join(chunks)
+
+    path = b"POST /v1/models/default:predict HTTP/1.1\r\nHost: x\r\n"
+    body = json.dumps({"instances": [2.0]}).encode()
+    # Content-Length shorter than the body: a truncated JSON document, then bytes that are no request.
+    answer = raw(path + b"Content-Length: 10\r\n\r\n" + body)
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+    answer = raw(path + b"Content-Length: 10\r\n\r\n" + body[:10])
+    assert answer.startswith(b"HTTP/1.1 400") and b"JSON Parse error" in answer, answer
+    # Content-Length longer than the body, then the client gives up: no answer owed, server unharmed.
+    raw(path + b"Content-Length: 1000\r\n\r\n" + body, hang_up=True)
+    # A body over the limit is refused.
+    huge = b'{"instances": [' + b"1.0," * (3 * 2**20) + b"1.0]}"  # > the 10 MiB default limit
+    answer = raw(path + f"Content-Length: {len(huge)}\r\n\r\n".encode() + huge)
+    assert answer.startswith(b"HTTP/1.1 413")
+    # A Content-Length that is not a number: refused (4xx) or the connection dropped, never a 5xx.
+    answer = raw(path + b"Content-Length: ten\r\n\r\n" + body)
+    assert answer == b"" or answer.split(b" ")[1].startswith(b"4"), answer
+    assert post(tfs, "/v1/models/default:predict", {"instances": [2.0]}) == (200, {"predictions": [3.0]})
 
 
 # -- JSON: json_tensor.cc / json_tensor_test.cc ----------------------------------------------
