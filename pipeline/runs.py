@@ -8,7 +8,7 @@ from pipeline import metadata
 from pipeline.config import PipelineConfig
 from pipeline.report import served_version
 from pipeline.report.model_sections import metric_key, overall_metric_values
-from pipeline.report.run_data import RunData, property_value
+from pipeline.report.run_data import RunData, open_run_store, property_value
 from specs.dataset import DatasetSpec
 
 
@@ -41,11 +41,7 @@ def summarize(run: RunData, metric: str) -> RunSummary:
 
 
 def list_runs(spec: DatasetSpec, config: PipelineConfig) -> list[RunSummary]:
-    path = config.metadata_for(spec)
-    if not path.exists():
-        raise FileNotFoundError(f"no ML Metadata store at {path}: {spec.name} has not been run with --home "
-                                f"{config.home}")
-    store = metadata.open_store(path)
+    store = open_run_store(config.metadata_for(spec), spec.name, config.home)
     metric = key_metric(spec)
     return [summarize(RunData(spec.name, run, metadata.run_components(store, run)), metric)
             for run in metadata.pipeline_runs(store)]

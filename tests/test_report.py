@@ -213,3 +213,21 @@ def test_tfds_preparation_and_reading_log_progress(caplog):
     messages = [r.getMessage() for r in caplog.records if r.name == "progress.tfds"]
     assert any(m.startswith("TFDS fashion_mnist ready in") for m in messages), messages
     assert messages[-1] == "TFDS fashion_mnist[train]: 3 examples read, done"
+
+
+@pytest.mark.e2e
+def test_report_of_an_image_run_shows_held_out_images_worst_first(browser, tmp_path_factory):  # noqa: F811
+    """fashion_mnist on TFDS's mock data (no download here): random labels, so only the mechanics are checked."""
+    import tensorflow_datasets as tfds
+    from pipeline.local_runner import run_local
+    from specs.dataset import load_spec
+    spec = load_spec("fashion_mnist")
+    config = isolated_config(tmp_path_factory.mktemp("report_images"), hparams={"epochs": 1, "batch_size": 16},
+                             thresholds={"SparseCategoricalAccuracy": {"lower_bound": 0.0}})
+    with tfds.testing.mock_data(num_examples=40):
+        run_local(spec, config)
+    browser.get(write_report(spec, config).as_uri())
+    assert "images" in [s.get_attribute("id") for s in browser.find_elements("tag name", "section")]
+    assert re.search(r"\d+ of \d+ test images misclassified", _section_text(browser, "images"))
+    sizes = {name: (width, height) for name, width, height in image_sizes(browser)}
+    assert min(sizes["held-out images with predictions"]) > 0 and min(sizes["confusion matrix"]) > 0

@@ -14,10 +14,9 @@ import re
 import shutil
 from typing import Callable
 
-from pipeline import metadata
 from pipeline.config import PipelineConfig
 from pipeline.report import data_sections, html, image_grid, model_sections
-from pipeline.report.run_data import RunData, load_run, property_value
+from pipeline.report.run_data import RunData, load_run, open_run_store, property_value
 from specs.dataset import DatasetSpec
 
 log = logging.getLogger("progress.report")
@@ -81,7 +80,7 @@ def report_path(config: PipelineConfig, spec: DatasetSpec, run_id: str) -> pathl
 def write_report(spec: DatasetSpec, config: PipelineConfig, run_id: str | None = None,
                  output: pathlib.Path | None = None) -> pathlib.Path:
     """Writes the report of run `run_id` (default: the newest); a served version also gets a copy beside it."""
-    store = metadata.open_store(config.metadata_for(spec))
+    store = open_run_store(config.metadata_for(spec), spec.name, config.home)
     run = load_run(store, spec.name, run_id)
     path = output or report_path(config, spec, run.run.run_id)
     path.parent.mkdir(parents=True, exist_ok=True)

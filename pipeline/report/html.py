@@ -9,7 +9,7 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 0 auto; max-width: 1150px; padding: 1em 2em; color: #222; }
 nav a { margin-right: 1em; } h1 { margin-bottom: .2em; } h2 { border-bottom: 2px solid #ddd; padding-top: .6em; }
 table { border-collapse: collapse; margin: .5em 0 1em; font-size: 13px; }
-th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; overflow-wrap: anywhere; }
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .ok { color: #2e7d32; font-weight: 600; } .bad { color: #c62828; font-weight: 600; } .muted { color: #777; }
 .figures { display: flex; flex-wrap: wrap; gap: 8px; } img { max-width: 100%; }
@@ -29,6 +29,8 @@ def fmt(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return f"{int(value):,}"
         return f"{value:,.4f}" if abs(value) < 1e6 else f"{value:,.0f}"
     if isinstance(value, int):
         return f"{value:,}"

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
 
 from models.history import read_history
 from pipeline.report import plots
@@ -125,6 +126,8 @@ def evaluation_section(run: RunData, label_names: list[str]) -> str:
     evaluation = run.output("evaluation")
     if evaluation is None:
         return missing("evaluation", run, "Evaluator")
+    if not tf.io.gfile.exists(evaluation.uri):
+        return paragraph(f"The evaluation artefact is gone from {evaluation.uri} (deleted after the run).", "bad")
     evaluator = run.producer("evaluation")
     has_baseline = bool(evaluator.inputs.get("baseline_model"))
     candidate = _load_eval(evaluation.uri, "candidate" if has_baseline else None)

@@ -7,6 +7,7 @@ from typing import Sequence
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
 
@@ -69,6 +70,7 @@ def training_curves(epochs: Sequence[dict], chosen_epoch: int | None) -> bytes:
             axes.axvline(chosen_epoch, color="#555", linestyle="--", linewidth=1, label=f"exported (epoch {chosen_epoch})")
         axes.set_title(name, fontsize=9)
         axes.set_xlabel("epoch", fontsize=8)
+        axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         axes.tick_params(labelsize=7)
         axes.legend(fontsize=7)
     for axes in list(grid.flat)[len(names):]:

@@ -8,8 +8,8 @@ split names come from the artefacts' `split_names`, never from this code.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
+import pathlib
 from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2
@@ -56,6 +56,14 @@ class RunData:
         return "COMPLETE" if states else "EMPTY"
 
 
+def open_run_store(path: pathlib.Path, dataset: str, home: pathlib.Path):
+    """The data set's ML Metadata store, read-only; FileNotFoundError saying what to do when there is none."""
+    if not path.exists():
+        raise FileNotFoundError(f"no ML Metadata store at {path}: {dataset} has no recorded runs under --home "
+                                f"{home}; run `python -m pipeline run --dataset {dataset}` first")
+    return metadata.open_store(path)
+
+
 def load_run(store, dataset: str, run_id: str | None = None) -> RunData:
     """The run `run_id` (default: the newest) of the store; raises FileNotFoundError if there is none."""
     run = metadata.find_run(store, run_id)
@@ -88,10 +96,3 @@ def property_value(artifact: Artifact | metadata_store_pb2.Execution, name: str)
             return getattr(value, value.WhichOneof("value"))
     return None
 
-
-def read_json(path: str) -> Any:
-    import tensorflow as tf
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        return json.loads(f.read())
