@@ -69,6 +69,7 @@ async function onModel() {
   if (!model.versions.length) {
     $("fields").replaceChildren();
     $("report-link").hidden = true;
+    $("predict").disabled = true;  // nothing to send to until a version is served
     throw new Error(`Model ${model.name} has no version loaded yet; reload the page once one is available.`);
   }
   await onVersion();
@@ -123,6 +124,7 @@ function buildForm() {
     return { name, kind, shape, domain, dtype: info.dtype };
   });
   $("fields").replaceChildren(...state.fields.map(fieldElement));
+  $("predict").disabled = false;
 }
 
 function fieldElement(field) {

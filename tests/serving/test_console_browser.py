@@ -46,7 +46,7 @@ def server(tmp_path_factory) -> ServerProcess:
     churn = run_local(load_spec("churn"), isolated_config(
         home, input_base=str(home / "churn_sample"), hparams={"epochs": 4}, thresholds={"AUC": {"lower_bound": 0.6}}))
     digits = run_local(load_spec("digits_images"), isolated_config(
-        home, hparams={"epochs": 4}, thresholds={"SparseCategoricalAccuracy": {"lower_bound": 0.5}}))
+        home, hparams={"epochs": 3}, thresholds={"SparseCategoricalAccuracy": {"lower_bound": 0.5}}))
     assert churn.blessed and digits.blessed
     half_plus_two = home / "half_plus_two"
     shutil.copytree(HALF_PLUS_TWO, half_plus_two)
