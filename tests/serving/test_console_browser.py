@@ -58,6 +58,7 @@ def server(tmp_path_factory) -> ServerProcess:
           config {{ name: "churn" base_path: "{home / 'serving' / 'churn'}" }}
           config {{ name: "digits_images" base_path: "{home / 'serving' / 'digits_images'}" }}
           config {{ name: "half_plus_two" base_path: "{half_plus_two}" model_version_policy {{ all {{}} }} }}
+          config {{ name: "nothing_yet" base_path: "{home / 'not_pushed_yet'}" }}
         }}
         """))
     process = start_server([f"--model_config_file={config}", f"--rest_api_max_body_bytes={MAX_BODY_BYTES}"],
@@ -266,3 +267,10 @@ def test_model_without_schema_gets_a_form_and_versions_link_to_their_report(brow
     request, response = exchange_shown(browser)
     assert request == {"instances": [{"x": [3]}]}  # the signature's [-1, 1] shape, filled in by the page
     assert response == {"predictions": [[3.5]]}
+
+
+def test_model_with_no_version_yet_says_so(browser, server):
+    browser.get(f"http://127.0.0.1:{server.rest_port}/?model=nothing_yet")
+    assert message_shown(browser) == ("Model nothing_yet has no version loaded yet; "
+                                      "reload the page once one is available.")
+    assert not browser.find_element("id", "predict").is_enabled()
