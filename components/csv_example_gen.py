@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import csv
 import fnmatch
-import io
 import os
 import re
-from typing import Any, Iterable, Mapping, Sequence
+from typing import IO, Any, Iterable, Iterator, Mapping, Sequence
 
 import apache_beam as beam
 import tensorflow as tf
@@ -51,10 +50,18 @@ def cell_type(cell: str) -> int:
     return _TEXT
 
 
+def not_utf8(error: UnicodeDecodeError) -> str:
+    return (f"byte {error.object[error.start:error.start + 1]!r} is not UTF-8 text; "
+            "save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)")
+
+
 def read_header(path: str, delimiter: str) -> list[str]:
     """Reads and cleans the header row; catches the commonest mistake, a wrong delimiter."""
     with fileio.open(path, "rb") as f:
-        first_line = f.readline().decode("utf-8-sig")
+        try:
+            first_line = f.readline().decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise CsvFormatError(f"{path}, line 1: {not_utf8(e)}") from e
     if not first_line.strip():
         raise CsvFormatError(f"{path}: the first line is empty; expected a header row")
     header = next(csv.reader([first_line], delimiter=delimiter))
@@ -90,6 +97,15 @@ def file_feature_value(path: str, values: Mapping[str, str]) -> str:
     raise CsvFormatError(f"{path}: no entry of source.file_feature.values matches {base!r}")
 
 
+def decoded_lines(path: str, raw: IO[bytes]) -> Iterator[str]:
+    """The file's lines as text (UTF-8, a leading byte-order mark dropped); a bad byte names its line."""
+    for number, line in enumerate(iter(raw.readline, b""), start=1):
+        try:
+            yield line.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as e:
+            raise CsvFormatError(f"{path}, line {number}: {not_utf8(e)}") from e
+
+
 class _ReadRows(beam.DoFn):
     """Yields each data row of a CSV file as a list of strings, checking its width."""
 
@@ -101,8 +117,7 @@ class _ReadRows(beam.DoFn):
     def process(self, path: str) -> Iterable[list[str]]:
         extra = [file_feature_value(path, self._file_values)] if self._file_values else []
         with beam.io.filesystems.FileSystems.open(path) as raw:
-            reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""),
-                                delimiter=self._delimiter)
+            reader = csv.reader(decoded_lines(path, raw), delimiter=self._delimiter)
             next(reader, None)  # header, read separately
             try:
                 for row in reader:

@@ -62,13 +62,15 @@ def _export_outputs(spec: DatasetSpec, outputs: Mapping[str, tf.Tensor]) -> dict
     return export_outputs
 
 
-def served_model_fn(model_fn: ModelFn, spec: DatasetSpec, head_output: HeadOutputFn) -> ModelFn:
-    """`model_fn` whose PREDICT mode returns exactly the Keras models' served outputs."""
+def served_model_fn(model_fn: ModelFn, spec: DatasetSpec, head_output: HeadOutputFn,
+                    threshold: float = 0.5) -> ModelFn:
+    """`model_fn` whose PREDICT mode returns exactly the Keras models' served outputs (`threshold`: binary
+    class decision, see heads.prediction_outputs)."""
     def wrapped(features, labels, mode, config):
         estimator_spec = model_fn(features, labels, mode, config)
         if mode != tf.estimator.ModeKeys.PREDICT:
             return estimator_spec
-        outputs = heads.prediction_outputs(spec, head_output(estimator_spec.predictions))
+        outputs = heads.prediction_outputs(spec, head_output(estimator_spec.predictions), threshold)
         return estimator_spec._replace(predictions=outputs, export_outputs=_export_outputs(spec, outputs))
     return wrapped
 
@@ -90,14 +92,15 @@ def _rename_signatures(saved_model_dir: str) -> None:
 
 
 def export_estimator(estimator: tf.estimator.Estimator, spec: DatasetSpec, head_output: HeadOutputFn,
-                     tf_transform_output: tft.TFTransformOutput, checkpoint_path: str, export_dir: str) -> str:
+                     tf_transform_output: tft.TFTransformOutput, checkpoint_path: str, export_dir: str,
+                     threshold: float = 0.5) -> str:
     """Exports `checkpoint_path` so that `export_dir` itself holds the SavedModel.
 
     `export_saved_model` writes a timestamped subdirectory; TFX's Evaluator and
     Pusher read the SavedModel at `fn_args.serving_model_dir`, so it is moved there.
     """
     exporter = tf.estimator.Estimator(
-        model_fn=served_model_fn(estimator.model_fn, spec, head_output),
+        model_fn=served_model_fn(estimator.model_fn, spec, head_output, threshold),
         model_dir=estimator.model_dir, config=estimator.config)
     staging = os.path.join(estimator.model_dir, "export")
     timestamped = exporter.export_saved_model(

@@ -15,6 +15,7 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from models.history import EstimatorLossHook, TrainingHistory, progress
+from models import operating_point
 from models.keras_trainer import make_dataset
 from models.strategies import make_strategy
 from specs.dataset import DatasetSpec
@@ -85,3 +86,14 @@ def fit(estimator: tf.estimator.Estimator, train_input_fn: Callable[[int], Input
                            "lower model.learning_rate or check the data for extreme values")
     history.choose(best_epoch, "lowest val_loss (best checkpoint)")
     return best_checkpoint
+
+
+def operating_threshold(estimator: tf.estimator.Estimator, validation_input_fn: InputFn, head_output,
+                        checkpoint: str, hparams: Mapping[str, Any]) -> float:
+    """The served decision threshold: `model.operating_point` chosen on validation with the best checkpoint."""
+    point = hparams.get("operating_point")
+    if not point:
+        return operating_point.DEFAULT_THRESHOLD
+    labels, scores = operating_point.estimator_validation_scores(estimator, validation_input_fn, head_output,
+                                                                 checkpoint)
+    return operating_point.choose_and_record(labels, scores, point, estimator.model_dir)

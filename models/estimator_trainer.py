@@ -23,7 +23,12 @@ def train(fn_args: FnArgs, spec: DatasetSpec, hparams: Mapping[str, Any]) -> Non
     estimator = tf.keras.estimator.model_to_estimator(
         keras_model=model, config=estimator_fit.run_config(fn_args, hparams))
     output_name = model.output_names[0]
-    checkpoint = estimator_fit.fit(estimator, *estimator_fit.input_fns(fn_args, spec, tf_transform_output, hparams),
-                                   hparams)
-    estimator_export.export_estimator(estimator, spec, lambda predictions: predictions[output_name],
-                                      tf_transform_output, checkpoint, fn_args.serving_model_dir)
+
+    def head_output(predictions):
+        return predictions[output_name]
+
+    input_fns = estimator_fit.input_fns(fn_args, spec, tf_transform_output, hparams)
+    checkpoint = estimator_fit.fit(estimator, *input_fns, hparams)
+    threshold = estimator_fit.operating_threshold(estimator, input_fns[1], head_output, checkpoint, hparams)
+    estimator_export.export_estimator(estimator, spec, head_output, tf_transform_output, checkpoint,
+                                      fn_args.serving_model_dir, threshold=threshold)

@@ -75,11 +75,13 @@ def all_classes(spec: DatasetSpec, probabilities: tf.Tensor) -> tf.Tensor:
     return tf.tile(tf.constant([class_names(spec)]), [tf.shape(probabilities)[0], 1])
 
 
-def prediction_outputs(spec: DatasetSpec, model_output: tf.Tensor) -> dict[str, tf.Tensor]:
+def prediction_outputs(spec: DatasetSpec, model_output: tf.Tensor, threshold: float = 0.5) -> dict[str, tf.Tensor]:
     """The served outputs, identical whichever trainer mode produced the model.
 
     classification: `probabilities` [B, K], `class_ids` [B], `classes` [B] (names),
-    binary adds `probability` [B] (positive class); regression: `predictions` [B].
+    binary adds `probability` [B] (positive class), whose class is 1 from `threshold`
+    up (the operating point chosen on validation, models/operating_point.py);
+    regression: `predictions` [B].
     """
     if spec.task == "regression":
         return {"predictions": tf.reshape(model_output, [-1])}
@@ -88,7 +90,10 @@ def prediction_outputs(spec: DatasetSpec, model_output: tf.Tensor) -> dict[str, 
         probabilities = tf.stack([1.0 - positive, positive], axis=1)
     else:
         probabilities = model_output
-    class_ids = tf.argmax(probabilities, axis=1)
+    if spec.task == "binary_classification":
+        class_ids = tf.cast(positive >= threshold, tf.int64)
+    else:
+        class_ids = tf.argmax(probabilities, axis=1)
     outputs = {"probabilities": probabilities, "class_ids": class_ids,
                "classes": tf.gather(tf.constant(class_names(spec)), class_ids)}
     if spec.task == "binary_classification":

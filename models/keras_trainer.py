@@ -10,6 +10,7 @@ from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
 from tfx_bsl.public import tfxio
 
 from models import builders, signatures, vision
+from models import operating_point
 from models.early_stopping import EarlyStoppingKeepingBest
 from models.history import KerasHistory, TrainingHistory
 from models.step_count import StepCount
@@ -52,11 +53,14 @@ def train(fn_args: FnArgs, spec: DatasetSpec, hparams: Mapping[str, Any]) -> Non
         StepCount(fn_args.model_run_dir),  # per process: shows every worker of a cluster stepped
     ]
     history = model.fit(train_ds, validation_data=eval_ds, epochs=int(hparams.get("epochs", 10)),
-                        callbacks=callbacks, verbose=0)
+                        callbacks=callbacks, verbose=0, class_weight=operating_point.class_weights(hparams))
     with strategy.scope():
         fine_tune_epochs = vision.unfreeze_for_fine_tuning(model, spec, hparams)
     if fine_tune_epochs:  # transfer learning's second phase (VGG16 last block, lower learning rate)
         done = len(history.epoch)
         model.fit(train_ds, validation_data=eval_ds, initial_epoch=done, epochs=done + fine_tune_epochs,
-                  callbacks=callbacks, verbose=0)
-    signatures.export_keras_model(model, spec, tf_transform_output, fn_args.serving_model_dir)
+                  callbacks=callbacks, verbose=0, class_weight=operating_point.class_weights(hparams))
+    point = hparams.get("operating_point")
+    threshold = operating_point.choose_and_record(
+        *operating_point.keras_validation_scores(model, eval_ds), point, fn_args.model_run_dir) if point else 0.5
+    signatures.export_keras_model(model, spec, tf_transform_output, fn_args.serving_model_dir, threshold)

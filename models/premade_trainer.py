@@ -55,7 +55,8 @@ def head_output(spec: DatasetSpec):
 def train(fn_args: FnArgs, spec: DatasetSpec, hparams: Mapping[str, Any]) -> None:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     estimator = make_estimator(spec, tf_transform_output, hparams, estimator_fit.run_config(fn_args, hparams))
-    checkpoint = estimator_fit.fit(estimator, *estimator_fit.input_fns(fn_args, spec, tf_transform_output, hparams),
-                                   hparams)
+    input_fns = estimator_fit.input_fns(fn_args, spec, tf_transform_output, hparams)
+    checkpoint = estimator_fit.fit(estimator, *input_fns, hparams)
+    threshold = estimator_fit.operating_threshold(estimator, input_fns[1], head_output(spec), checkpoint, hparams)
     estimator_export.export_estimator(estimator, spec, head_output(spec), tf_transform_output, checkpoint,
-                                      fn_args.serving_model_dir)
+                                      fn_args.serving_model_dir, threshold=threshold)

@@ -28,13 +28,13 @@ def raw_serving_spec(spec: DatasetSpec, tf_transform_output: tft.TFTransformOutp
     return {name: raw[name] for name in spec.feature_names}
 
 
-def _predict(model: tf.keras.Model, spec: DatasetSpec, transformed: dict) -> dict:
+def _predict(model: tf.keras.Model, spec: DatasetSpec, transformed: dict, threshold: float) -> dict:
     features = {name: transformed[name] for name in model.input_names if name in transformed}
-    return heads.prediction_outputs(spec, model(features))
+    return heads.prediction_outputs(spec, model(features), threshold)
 
 
-def make_signatures(model: tf.keras.Model, spec: DatasetSpec,
-                    tf_transform_output: tft.TFTransformOutput) -> dict[str, Callable]:
+def make_signatures(model: tf.keras.Model, spec: DatasetSpec, tf_transform_output: tft.TFTransformOutput,
+                    threshold: float = 0.5) -> dict[str, Callable]:
     # Tracked on the model so the Transform graph's assets are saved with it.
     model.tft_layer = tf_transform_output.transform_features_layer()
     feature_spec = raw_serving_spec(spec, tf_transform_output)
@@ -44,16 +44,16 @@ def make_signatures(model: tf.keras.Model, spec: DatasetSpec,
     def serve_raw(features):
         # The schema declares shape [1] per feature; REST rows give scalars.
         batched = {name: tf.reshape(value, [-1, 1]) for name, value in features.items()}
-        return _predict(model, spec, model.tft_layer(batched))
+        return _predict(model, spec, model.tft_layer(batched), threshold)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(serialized):
         parsed = tf.io.parse_example(serialized, feature_spec)
-        return _predict(model, spec, model.tft_layer(parsed))
+        return _predict(model, spec, model.tft_layer(parsed), threshold)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
     def serve_tf_serving_api(serialized):
-        outputs = _predict(model, spec, model.tft_layer(tf.io.parse_example(serialized, feature_spec)))
+        outputs = _predict(model, spec, model.tft_layer(tf.io.parse_example(serialized, feature_spec)), threshold)
         if spec.task == "regression":
             return {"outputs": outputs["predictions"]}
         return {"classes": heads.all_classes(spec, outputs["probabilities"]), "scores": outputs["probabilities"]}
@@ -75,9 +75,9 @@ def set_method_name(saved_model_dir: str, signature: str, method_name: str) -> N
     edit_signatures(saved_model_dir, rename)
 
 
-def export_keras_model(model: tf.keras.Model, spec: DatasetSpec,
-                       tf_transform_output: tft.TFTransformOutput, export_dir: str) -> None:
-    signatures = make_signatures(model, spec, tf_transform_output)
+def export_keras_model(model: tf.keras.Model, spec: DatasetSpec, tf_transform_output: tft.TFTransformOutput,
+                       export_dir: str, threshold: float = 0.5) -> None:
+    signatures = make_signatures(model, spec, tf_transform_output, threshold)
     model.save(export_dir, save_format="tf", signatures=signatures)
     api = tf_serving_api_signature(spec)
     set_method_name(export_dir, api, {"classification": tf.saved_model.CLASSIFY_METHOD_NAME,

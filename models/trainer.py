@@ -29,6 +29,9 @@ def check_mode_options(hparams: Mapping[str, Any]) -> None:
     if mode != "keras" and int(hparams.get("fine_tune_epochs") or 0):
         raise SpecError(f"model.fine_tune_epochs (a second, fine-tuning fit) is done by the keras trainer only; "
                         f"the {mode} trainer trains one phase: use --trainer keras, or set fine_tune_epochs: 0")
+    if mode != "keras" and hparams.get("class_weight"):
+        raise SpecError("model.class_weight is applied by the keras trainer only; use --trainer keras, "
+                        "or remove class_weight from the spec's model block")
 
 
 def tuned(fn_args: FnArgs) -> dict[str, Any]:

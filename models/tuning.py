@@ -10,6 +10,7 @@ turns them into model options again. One progress line per trial.
       algorithm: bayesian     # random | bayesian | hyperband
       max_trials: 8
       epochs: 40              # per trial, with early stopping on validation loss
+      patience: 5             # epochs without a lower validation loss (default: model.early_stopping_patience)
       search_space:
         units: [64, 128, 256]          # first hidden layer; each next layer halves it
         layers: [2, 3]
@@ -82,7 +83,7 @@ class SpecHyperModel(kt.HyperModel):
                  search_space: Mapping[str, Any], max_trials: int) -> None:
         super().__init__()
         self.spec, self.fn_args, self.hparams, self.search_space = spec, fn_args, dict(hparams), search_space
-        self.tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+        self.tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
         self.max_trials, self.trials, self.best = max_trials, 0, math.inf
 
     def trial_hparams(self, hp: kt.HyperParameters) -> dict[str, Any]:
@@ -129,6 +130,7 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
     tuning = config["tuning"]
     check_tuning(spec.name, tuning)
     hparams = {**spec.model, **config.get("hparams", {}), "tuning_epochs": int(tuning.get("epochs", 30))}
+    hparams["early_stopping_patience"] = int(tuning.get("patience", hparams.get("early_stopping_patience", 5)))
     max_trials = int(tuning.get("max_trials", 8))
     hypermodel = SpecHyperModel(spec, fn_args, hparams, tuning["search_space"], max_trials)
     progress.info("tuning %s: %s search, %d trials of up to %d epochs, scored on the validation split",

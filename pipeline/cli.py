@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import pathlib
+import re
 import sys
 from typing import Callable, Sequence
 
@@ -16,6 +17,7 @@ from specs.errors import SpecError, UsageError
 log = logging.getLogger("pipeline")
 
 
+BEAM_STEP_SUFFIX = re.compile(r" \[while running '[^']*'\]$")
 NOT_BLESSED = 3  # exit code of `run` when the model missed a threshold: nothing was pushed
 
 
@@ -140,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - a failed component: say what failed, not a stack trace
         if args.verbose:
             raise
-        print(f"error: {type(e).__name__}: {e}\n(run with --verbose for the full trace)", file=sys.stderr)
+        message = BEAM_STEP_SUFFIX.sub("", str(e))  # Beam appends the step a DoFn failed in
+        print(f"error: {type(e).__name__}: {message}\n(run with --verbose for the full trace)", file=sys.stderr)
         return 1
 
 

@@ -26,6 +26,8 @@ class _ComponentProgress(logging.Filter):
         self._started: dict[str, float] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "apache_beam.runners.common":
+            return False  # a failed Beam step's traceback; the error itself reaches the CLI's one-line message
         if record.levelno >= logging.WARNING:
             return not any(text in record.getMessage() for text in _HARMLESS)
         if record.name == "progress" or record.name.startswith("progress."):

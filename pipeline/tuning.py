@@ -23,7 +23,8 @@ def make_tuner(spec: DatasetSpec, config: PipelineConfig, transform: Transform, 
     """[Tuner] scoring trials on `validation_args`' split, or [] when tuning is off.
 
     Its custom_config (the cache key) is the code and spec the Trainer reads, the search
-    space and the run's seed: a re-run with these unchanged reuses the search.
+    space and the run options; not the run's seed (the search has its own, `tuning.seed`),
+    so runs with other seeds train with the same tuned values and reuse the search.
     """
     if not tuning_enabled(spec, config):
         return []
@@ -32,4 +33,5 @@ def make_tuner(spec: DatasetSpec, config: PipelineConfig, transform: Transform, 
     return [Tuner(tuner_fn="models.tuning.tuner_fn", examples=transform.outputs["transformed_examples"],
                   transform_graph=transform.outputs["transform_graph"], schema=schema,
                   train_args=train_args, eval_args=validation_args,
-                  custom_config={**code_config, "tuning": tuning, "hparams": config.trainer_hparams(spec)})]
+                  custom_config={**code_config, "tuning": tuning,
+                                 "hparams": {**config.trainer_hparams(spec), "seed": tuning.get("seed", 42)}})]

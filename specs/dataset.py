@@ -53,6 +53,18 @@ def check_split_fractions(name: str, splits: Mapping[str, float]) -> None:
         raise SpecError(f"{name}: split fractions {dict(splits)} must sum to 1")
 
 
+def check_operating_point(name: str, task: str, point: Mapping[str, Any] | None) -> None:
+    """`model.operating_point`: {target: f1} or {target: recall, value: 0..1}, binary tasks only."""
+    if not point:
+        return
+    if task != "binary_classification":
+        raise SpecError(f"{name}: model.operating_point needs a binary_classification task")
+    if point.get("target") == "f1" or (point.get("target") == "recall" and 0.0 < float(point.get("value", 0)) <= 1.0):
+        return
+    raise SpecError(f"{name}: model.operating_point must be {{target: f1}} or {{target: recall, value: 0..1}}, "
+                    f"got {dict(point)}")
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
     """One data set: where it comes from, what to predict, and how to judge a model."""
@@ -84,6 +96,7 @@ class DatasetSpec:
             raise SpecError(f"{self.name}: label {self.label!r} is also listed as a feature")
         if len(set(features)) != len(features):
             raise SpecError(f"{self.name}: a feature is listed twice in {features}")
+        check_operating_point(self.name, self.task, self.model.get("operating_point"))
         trainer = self.model.get("trainer", "keras")
         if trainer not in TRAINERS:
             raise SpecError(f"{self.name}: model.trainer {trainer!r} is not one of {', '.join(TRAINERS)}")
