@@ -35,6 +35,7 @@ def log_files(logs: pathlib.Path, since: dt.datetime | None = None) -> list[path
 
 
 def read_logs(files: Iterable[pathlib.Path]) -> Iterator[prediction_log_pb2.PredictionLog]:
+    """Every record of `files`; a file the server is still writing ends at its last complete record."""
     for path in files:
         try:
             for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
@@ -42,7 +43,8 @@ def read_logs(files: Iterable[pathlib.Path]) -> Iterator[prediction_log_pb2.Pred
                 log.ParseFromString(record)
                 yield log
         except tf.errors.DataLossError as error:
-            raise ValueError(f"{path} is not a TFRecord file of PredictionLog protos ({error.message})") from None
+            if "truncated record" not in error.message:
+                raise ValueError(f"{path} is not a TFRecord file of PredictionLog protos ({error.message})") from None
 
 
 def _plain(value: Any) -> Any:

@@ -1,0 +1,104 @@
+"""Monitoring end to end: a pushed churn model behind the real server with request logging on,
+then `python -m pipeline monitor` on the logged requests (real pipeline, server, TFDV, ML Metadata)."""
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import replace
+
+import pytest
+import tensorflow as tf
+
+from pipeline.local_runner import run_local
+from pipeline.serving_logs import read_logs
+from serving.demo import stop_process
+from tests.serving.serving_test_support import REPO, start_server
+from tests.support import isolated_config
+
+pytestmark = pytest.mark.e2e
+RELAXED = {"AUC": {"lower_bound": 0.6}}
+
+
+def training_rows(examples_uri: str, limit: int) -> list[dict]:
+    """Raw rows of the run's own train split (so an unshifted stream stays inside the training range)."""
+    rows = []
+    for path in sorted(pathlib.Path(examples_uri, "Split-train").glob("*.gz")):
+        for record in tf.data.TFRecordDataset(str(path), compression_type="GZIP"):
+            example = tf.train.Example.FromString(record.numpy())
+            row = {}
+            for name, feature in example.features.feature.items():
+                kind = feature.WhichOneof("kind")
+                value = getattr(feature, kind).value[0]
+                row[name] = value.decode() if isinstance(value, bytes) else value
+            rows.append(row)
+            if len(rows) == limit:
+                return rows
+    return rows
+
+
+def monitor(config, logs: pathlib.Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline", "monitor", "--dataset", "churn", "--logs", str(logs),
+                           "--home", str(config.home), "--serving-dir", str(config.serving_dir)],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+
+
+def wait_for_records(logs: pathlib.Path, minimum: int, timeout: float = 60) -> None:
+    """The server's log writer flushes every second; wait until `minimum` records are on disk."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(list(read_logs(p for p in logs.rglob("*") if p.is_file()))) >= minimum:
+            return
+        time.sleep(0.5)
+    pytest.fail(f"the server logged fewer than {minimum} requests in {logs}")
+
+
+def test_monitor_flags_a_shifted_stream_and_the_unseen_customer(churn_spec, churn_sample, tmp_path):
+    config = isolated_config(tmp_path, input_base=str(churn_sample), thresholds=RELAXED, hparams={"epochs": 3})
+    run = run_local(churn_spec, config)
+    assert run.pushed_path
+    examples = {c.component: c for c in run.components}["CsvExampleGen"].outputs["examples"][0].uri
+    rows = [{k: v for k, v in row.items() if k != churn_spec.label} for row in training_rows(examples, 400)]
+
+    logs = tmp_path / "logs"
+    model_config = tmp_path / "models.config"
+    model_config.write_text(textwrap.dedent(f"""
+        model_config_list {{ config {{
+          name: "churn" base_path: "{config.serving_dir / 'churn'}"
+          logging_config {{
+            log_collector_config {{ filename_prefix: "{logs / 'churn'}" }}
+            sampling_config {{ sampling_rate: 1.0 }}
+          }}
+        }} }}"""))
+    server = start_server([f"--model_config_file={model_config}"], tmp_path / "server.log", wait_for=["churn"])
+    try:
+        with server.rest() as rest:
+            for start in range(0, 200, 20):
+                rest.predict("churn", instances=rows[start:start + 20])
+            wait_for_records(logs, 10)
+            unshifted = monitor(config, logs)
+
+            shifted = [dict(row, Age=row["Age"] + 15, **({"Geography": "Atlantis"} if i % 4 == 0 else {}))
+                       for i, row in enumerate(rows[200:400])]
+            for start in range(0, 200, 20):
+                rest.predict("churn", instances=shifted[start:start + 20])
+            answer = rest.predict("churn", instances=[dict(churn_spec.example_instance)])
+            wait_for_records(logs, 21)
+            drifted = monitor(config, logs)
+    finally:
+        stop_process(server.process)
+
+    assert unshifted.returncode == 0, unshifted.stdout + unshifted.stderr
+    assert "200 logged instances" in unshifted.stdout and "no breach" in unshifted.stdout
+
+    assert answer["predictions"], "the unseen customer is still answered; monitoring only reports"
+    assert drifted.returncode == 4, drifted.stdout + drifted.stderr
+    lines = drifted.stdout.splitlines()
+    assert any(line.startswith("skew: feature 'Age'") for line in lines), drifted.stdout
+    assert any(line.startswith("out_of_domain: feature 'Geography'") and "Atlantis" in line for line in lines)
+    assert any(line.startswith("outside_training_range: feature 'NumOfProducts'") for line in lines)
+    assert not any("'Gender'" in line or "'Tenure'" in line for line in lines), drifted.stdout
+    report = sorted((config.home / "churn" / "monitoring").glob("*/monitor.html"))[-1].read_text()
+    assert "NumOfProducts" in report and "Atlantis" in report
