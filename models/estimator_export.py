@@ -14,7 +14,7 @@ from typing import Callable, Mapping
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models import heads
+from models import heads, images
 from models.assets_extra import write_assets_extra
 from models.saved_model_pb import edit_signatures
 from models.signatures import raw_serving_spec
@@ -29,7 +29,8 @@ HeadOutputFn = Callable[[Mapping[str, tf.Tensor]], tf.Tensor]
 ModelFn = Callable[..., tf.estimator.EstimatorSpec]
 
 
-def serving_input_receiver_fn(spec: DatasetSpec, tf_transform_output: tft.TFTransformOutput
+def serving_input_receiver_fn(spec: DatasetSpec, tf_transform_output: tft.TFTransformOutput,
+                              image_options: images.ImageOptions | None = None
                               ) -> Callable[[], tf.estimator.export.ServingInputReceiver]:
     """Raw named inputs by default, serialized tf.Examples as the alternative receiver.
 
@@ -46,6 +47,7 @@ def serving_input_receiver_fn(spec: DatasetSpec, tf_transform_output: tft.TFTran
         # The schema declares shape [1] per feature; REST rows give scalars.
         batched = {name: tf.reshape(value, [-1, 1]) for name, value in raw.items()}
         transformed = tf_transform_output.transform_raw_features(batched, drop_unused_features=True)
+        transformed = images.decode_features(transformed, spec.image_feature, image_options)  # as in training
         return tf.estimator.export.ServingInputReceiver(
             features=transformed, receiver_tensors=raw,
             receiver_tensors_alternatives={EXAMPLES_RECEIVER: {"examples": examples}})
@@ -93,7 +95,7 @@ def _rename_signatures(saved_model_dir: str) -> None:
 
 def export_estimator(estimator: tf.estimator.Estimator, spec: DatasetSpec, head_output: HeadOutputFn,
                      tf_transform_output: tft.TFTransformOutput, checkpoint_path: str, export_dir: str,
-                     threshold: float = 0.5) -> str:
+                     image_options: images.ImageOptions | None = None, threshold: float = 0.5) -> str:
     """Exports `checkpoint_path` so that `export_dir` itself holds the SavedModel.
 
     `export_saved_model` writes a timestamped subdirectory; TFX's Evaluator and
@@ -104,7 +106,7 @@ def export_estimator(estimator: tf.estimator.Estimator, spec: DatasetSpec, head_
         model_dir=estimator.model_dir, config=estimator.config)
     staging = os.path.join(estimator.model_dir, "export")
     timestamped = exporter.export_saved_model(
-        staging, serving_input_receiver_fn(spec, tf_transform_output), checkpoint_path=checkpoint_path)
+        staging, serving_input_receiver_fn(spec, tf_transform_output, image_options), checkpoint_path=checkpoint_path)
     timestamped = timestamped.decode() if isinstance(timestamped, bytes) else timestamped
     _rename_signatures(timestamped)
     tf.io.gfile.makedirs(os.path.dirname(export_dir.rstrip("/")))

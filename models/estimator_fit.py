@@ -15,6 +15,7 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from models.history import EstimatorLossHook, TrainingHistory, progress
+from models.images import options_for
 from models import operating_point
 from models.keras_trainer import make_dataset
 from models.strategies import make_strategy
@@ -40,14 +41,15 @@ def input_fns(fn_args: FnArgs, spec: DatasetSpec, tf_transform_output: tft.TFTra
     epoch; a fixed seed would replay one order every epoch (Keras reshuffles).
     """
     batch_size, seed = int(hparams.get("batch_size", 32)), int(hparams["seed"])
+    image_options = options_for(spec.image_feature, hparams)
 
     def train_input_fn(epoch: int) -> InputFn:
         return lambda: make_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, spec,
-                                    batch_size, seed + epoch, shuffle=True)
+                                    batch_size, seed + epoch, shuffle=True, image_options=image_options)
 
     def eval_input_fn() -> tf.data.Dataset:
         return make_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, spec,
-                            batch_size, seed, shuffle=False)
+                            batch_size, seed, shuffle=False, image_options=image_options)
     return train_input_fn, eval_input_fn
 
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from models import builders, estimator_export, estimator_fit
+from models import builders, estimator_export, estimator_fit, images
 from specs.dataset import DatasetSpec
 
 
@@ -31,4 +31,5 @@ def train(fn_args: FnArgs, spec: DatasetSpec, hparams: Mapping[str, Any]) -> Non
     checkpoint = estimator_fit.fit(estimator, *input_fns, hparams)
     threshold = estimator_fit.operating_threshold(estimator, input_fns[1], head_output, checkpoint, hparams)
     estimator_export.export_estimator(estimator, spec, head_output, tf_transform_output, checkpoint,
-                                      fn_args.serving_model_dir, threshold=threshold)
+                                      fn_args.serving_model_dir, images.options_for(spec.image_feature, hparams),
+                                      threshold)

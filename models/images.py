@@ -1,46 +1,26 @@
-"""Image preprocessing in the Transform graph: encoded bytes -> the backbone's input.
+"""Images stay encoded through the pipeline; this decodes them where a model needs pixels.
 
-Decode (PNG, JPEG, GIF, BMP), resize to the model's input size, expand grayscale
-to RGB for backbones that need 3 channels, then the backbone's own input scaling:
-VGG16 wants `vgg16.preprocess_input` (RGB->BGR and ImageNet mean subtraction on
-0..255 pixels, "caffe" mode), not 0..1 scaling; the small CNN wants 0..1.
-Because this runs in `preprocessing_fn`, the same code is inside the served model,
-which therefore takes the encoded image bytes.
+ExampleGen stores the encoded bytes (PNG, JPEG, GIF, BMP) and the Transform passes
+them through, so disk use stays near the encoded size instead of H x W x C x 4
+bytes of float32 per image. `decode_features` turns the bytes into 0..255 float
+pixels of the model's input size (grayscale expanded to RGB for backbones that
+need 3 channels). It is the one decode function of both the Trainer's tf.data
+input pipeline and the served graph; the backbone's own input scaling is the
+model's first layer (`models.backbones.BackbonePreprocessing`).
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import tensorflow as tf
 
-# Model-section keys that decide the Transform output; run overrides of these
-# must reach the Transform as well as the Trainer (see pipeline_def).
-TRANSFORM_HPARAMS = ("builder", "image_size", "channels")
-
-
-@dataclasses.dataclass(frozen=True)
-class Backbone:
-    """What a model builder expects as image input."""
-
-    preprocess: Callable[[tf.Tensor], tf.Tensor]  # float pixels 0..255 -> model input
-    channels: int | None = None                   # None: the data set's own (model.channels)
-    min_size: int = 1
-
-
-def _unit_scale(pixels: tf.Tensor) -> tf.Tensor:
-    return pixels / 255.0
-
-
-BACKBONES: dict[str, Backbone] = {
-    "cnn": Backbone(_unit_scale),
-    "vgg16": Backbone(tf.keras.applications.vgg16.preprocess_input, channels=3, min_size=32),
-}
+from models import backbones
 
 
 @dataclasses.dataclass(frozen=True)
 class ImageOptions:
-    """The image input a model gets: size, channels and the backbone preprocessing."""
+    """The image input a model gets: its builder, size and channels."""
 
     builder: str
     height: int
@@ -55,9 +35,7 @@ class ImageOptions:
     def from_model(cls, model: Mapping[str, Any]) -> "ImageOptions":
         """From a spec's model section (plus overrides): builder, image_size [H, W], channels."""
         builder = model.get("builder", "cnn")
-        if builder not in BACKBONES:
-            raise ValueError(f"model.builder {builder!r} takes no images; image builders: {sorted(BACKBONES)}")
-        backbone = BACKBONES[builder]
+        backbone = backbones.get(builder)
         size = model.get("image_size")
         if not size or len(size) != 2:
             raise ValueError(f"an image data set needs model.image_size: [HEIGHT, WIDTH], got {size!r}")
@@ -71,9 +49,16 @@ class ImageOptions:
             raise ValueError(f"model.channels must be 1 (grayscale) or 3 (RGB), got {channels}")
         return cls(builder, height, width, channels)
 
+    @classmethod
+    def of_model(cls, model: tf.keras.Model, image_feature: str) -> "ImageOptions":
+        """From a built model's image input [None, H, W, C]: the served graph decodes to what the model takes."""
+        shape = model.inputs[model.input_names.index(image_feature)].shape
+        height, width, channels = (int(v) for v in shape[1:])
+        return cls(model.name, height, width, channels)
+
 
 def decode_images(encoded: tf.Tensor, options: ImageOptions) -> tf.Tensor:
-    """[B] encoded images -> [B, H, W, C] float32 pixels in 0..255.
+    """[B] or [B, 1] encoded images -> [B, H, W, C] float32 pixels in 0..255.
 
     Decoding with a fixed channel count converts at the decoder: a grayscale
     image decoded with channels=3 repeats its gray level in R, G and B.
@@ -83,10 +68,19 @@ def decode_images(encoded: tf.Tensor, options: ImageOptions) -> tf.Tensor:
         image = tf.image.resize(tf.cast(image, tf.float32), (options.height, options.width))
         return tf.ensure_shape(image, options.shape)
 
-    return tf.map_fn(decode_one, encoded, fn_output_signature=tf.TensorSpec(options.shape, tf.float32))
+    return tf.map_fn(decode_one, tf.reshape(encoded, [-1]),
+                     fn_output_signature=tf.TensorSpec(options.shape, tf.float32))
 
 
-def preprocess_images(encoded: tf.Tensor, options: ImageOptions) -> tf.Tensor:
-    """[B] or [B, 1] encoded images -> the backbone's input [B, H, W, C]."""
-    pixels = decode_images(tf.reshape(encoded, [-1]), options)
-    return BACKBONES[options.builder].preprocess(pixels)
+def decode_features(features: Mapping[str, tf.Tensor], image_feature: str | None,
+                    options: ImageOptions | None) -> dict[str, tf.Tensor]:
+    """Transform output -> model input: the image feature's bytes become pixels, the rest is unchanged."""
+    features = dict(features)
+    if image_feature and options is not None:
+        features[image_feature] = decode_images(features[image_feature], options)
+    return features
+
+
+def options_for(image_feature: str | None, hparams: Mapping[str, Any]) -> ImageOptions | None:
+    """The run's image options, or None for a data set without images."""
+    return ImageOptions.from_model(hparams) if image_feature else None

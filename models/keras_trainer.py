@@ -9,7 +9,7 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
 from tfx_bsl.public import tfxio
 
-from models import builders, signatures, vision
+from models import builders, images, signatures, vision
 from models import operating_point
 from models.early_stopping import EarlyStoppingKeepingBest
 from models.history import KerasHistory, TrainingHistory
@@ -22,13 +22,18 @@ log = logging.getLogger(__name__)
 
 def make_dataset(files: list[str], data_accessor: DataAccessor,
                  tf_transform_output: tft.TFTransformOutput, spec: DatasetSpec,
-                 batch_size: int, seed: int, shuffle: bool) -> tf.data.Dataset:
-    """One pass over transformed examples as (features, label) batches."""
-    return shard_by_example(data_accessor.tf_dataset_factory(
+                 batch_size: int, seed: int, shuffle: bool,
+                 image_options: images.ImageOptions | None = None) -> tf.data.Dataset:
+    """One pass over transformed examples as (features, label) batches; encoded images decoded per batch."""
+    dataset = shard_by_example(data_accessor.tf_dataset_factory(
         files,
         tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=spec.label, num_epochs=1,
                                        shuffle=shuffle, shuffle_seed=seed),
         tf_transform_output.transformed_metadata.schema))
+    if image_options is None:
+        return dataset
+    return dataset.map(lambda features, label: (images.decode_features(features, spec.image_feature, image_options),
+                                                label), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def train(fn_args: FnArgs, spec: DatasetSpec, hparams: Mapping[str, Any]) -> None:
@@ -37,10 +42,11 @@ def train(fn_args: FnArgs, spec: DatasetSpec, hparams: Mapping[str, Any]) -> Non
     seed = int(hparams["seed"])
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     batch_size = int(hparams.get("batch_size", 32))
+    image_options = images.options_for(spec.image_feature, hparams)
     train_ds = make_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, spec,
-                            batch_size, seed, shuffle=True)
+                            batch_size, seed, shuffle=True, image_options=image_options)
     eval_ds = make_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, spec,
-                           batch_size, seed, shuffle=False)
+                           batch_size, seed, shuffle=False, image_options=image_options)
     with strategy.scope():
         model = builders.build_model(spec, tf_transform_output, hparams)
     model.summary(print_fn=log.info)

@@ -11,7 +11,6 @@ from typing import Any, Mapping
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models import images
 from specs.dataset import DatasetSpec
 
 OOV_BUCKETS = 1
@@ -38,7 +37,7 @@ def transform_label(spec: DatasetSpec, label: tf.Tensor) -> tf.Tensor:
 
 
 def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]) -> dict[str, tf.Tensor]:
-    """z-score numeric features, vocabulary-encode categorical ones, decode images, pass the label."""
+    """z-score numeric features, vocabulary-encode categorical ones, pass images (encoded) and the label."""
     spec = DatasetSpec.from_dict(custom_config["spec"])
     outputs: dict[str, tf.Tensor] = {}
     for name in spec.numeric_features:
@@ -46,9 +45,8 @@ def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]
     for name in spec.categorical_features:
         outputs[name] = tft.compute_and_apply_vocabulary(
             _dense(inputs[name]), num_oov_buckets=OOV_BUCKETS, vocab_filename=vocabulary_name(name))
-    if spec.image_feature:
-        options = images.ImageOptions.from_model({**spec.model, **custom_config.get("hparams", {})})
-        outputs[spec.image_feature] = images.preprocess_images(_dense(inputs[spec.image_feature]), options)
+    if spec.image_feature:  # kept encoded: decoded per batch by the Trainer's input pipeline and the served graph
+        outputs[spec.image_feature] = _dense(inputs[spec.image_feature])
     if spec.label in inputs:
         outputs[spec.label] = transform_label(spec, _dense(inputs[spec.label]))
     return outputs

@@ -13,7 +13,7 @@ from typing import Callable
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models import heads
+from models import heads, images
 from models.assets_extra import write_assets_extra
 from models.saved_model_pb import edit_signatures
 from specs.dataset import DatasetSpec
@@ -29,7 +29,11 @@ def raw_serving_spec(spec: DatasetSpec, tf_transform_output: tft.TFTransformOutp
 
 
 def _predict(model: tf.keras.Model, spec: DatasetSpec, transformed: dict, threshold: float) -> dict:
-    features = {name: transformed[name] for name in model.input_names if name in transformed}
+    names = model.input_names or spec.feature_names  # subclassed models (TF-DF) declare no input names
+    features = {name: transformed[name] for name in names if name in transformed}
+    if spec.image_feature:  # the Trainer's decode function, on the model's input size
+        features = images.decode_features(features, spec.image_feature,
+                                          images.ImageOptions.of_model(model, spec.image_feature))
     return heads.prediction_outputs(spec, model(features), threshold)
 
 

@@ -1,6 +1,9 @@
 """Trainer entry point (`run_fn`): seeds, then the trainer mode the run asked for."""
 from __future__ import annotations
 
+import json
+import os
+import time
 from typing import Any, Callable, Mapping
 
 import tensorflow as tf
@@ -11,10 +14,19 @@ from specs.dataset import DatasetSpec
 from specs.errors import SpecError
 
 TrainFn = Callable[[FnArgs, DatasetSpec, Mapping[str, Any]], None]
+TRAIN_TIME_FILE = "train_seconds.json"  # in the model run dir: `pipeline compare` reports it
+
+
+def train_tfdf(fn_args: FnArgs, spec: DatasetSpec, hparams: Mapping[str, Any]) -> None:
+    from models import tfdf_trainer  # TF-DF's ops load only for the runs that use them
+    tfdf_trainer.train(fn_args, spec, hparams)
+
+
 TRAINER_MODES: dict[str, TrainFn] = {
     "keras": keras_trainer.train,          # native Keras
     "estimator": estimator_trainer.train,  # the same Keras model through model_to_estimator
     "premade": premade_trainer.train,      # DNNClassifier / DNNRegressor on feature columns
+    "tfdf": train_tfdf,                    # gradient-boosted trees (TensorFlow Decision Forests)
 }
 
 
@@ -54,4 +66,8 @@ def run_fn(fn_args: FnArgs) -> None:
         raise ValueError(f"trainer mode {mode!r} is not available; choose one of {sorted(TRAINER_MODES)}")
     check_mode_options(hparams)
     set_seeds(int(hparams["seed"]))
+    started = time.monotonic()
     TRAINER_MODES[mode](fn_args, spec, hparams)
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAIN_TIME_FILE), "w") as f:
+        f.write(json.dumps({"trainer": mode, "seconds": round(time.monotonic() - started, 2)}))

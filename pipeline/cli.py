@@ -117,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extensions() -> list[Callable]:
     """Sub-command groups living in their own modules (e.g. Kubeflow)."""
-    from pipeline import kubeflow_cli, report_cli, train_cluster_cli
-    return [kubeflow_cli.register, report_cli.register, train_cluster_cli.register]
+    from pipeline import compare_cli, kubeflow_cli, monitor_cli, report_cli, train_cluster_cli
+    return [kubeflow_cli.register, monitor_cli.register, train_cluster_cli.register, report_cli.register,
+            compare_cli.register]
 
 
 def _drop_tf_shutdown_noise(unraisable) -> None:

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from components.tfds_example_gen import (TfdsExampleGen, TfdsSourceError, check_label_names, load_builder,
                                          to_feature)
-from models import images
+from models import backbones, images
 from models.strategies import StrategyError, make_strategy
 
 
@@ -26,7 +26,8 @@ def known_image(channels: int, size: int = 32) -> np.ndarray:
 def test_vgg16_preprocessing_is_keras_preprocess_input_on_0_255_pixels():
     pixels = known_image(3)
     options = images.ImageOptions.from_model({"builder": "vgg16", "image_size": [32, 32]})
-    served = images.preprocess_images(tf.constant([[png(pixels)]]), options).numpy()
+    decoded = images.decode_images(tf.constant([[png(pixels)]]), options)
+    served = backbones.BackbonePreprocessing("vgg16")(decoded).numpy()
     expected = tf.keras.applications.vgg16.preprocess_input(pixels[np.newaxis].astype(np.float32))
     np.testing.assert_allclose(served, expected, atol=1e-4)
     # caffe mode: BGR order, ImageNet means subtracted, no 0..1 scaling
@@ -37,15 +38,15 @@ def test_grayscale_images_become_rgb_for_vgg16():
     gray = known_image(1)
     options = images.ImageOptions.from_model({"builder": "vgg16", "image_size": [32, 32], "channels": 1})
     assert options.channels == 3
-    served = images.preprocess_images(tf.constant([png(gray)]), options).numpy()
-    expected = tf.keras.applications.vgg16.preprocess_input(np.repeat(gray, 3, axis=-1)[np.newaxis].astype(np.float32))
-    np.testing.assert_allclose(served, expected, atol=1e-4)
+    decoded = images.decode_images(tf.constant([png(gray)]), options).numpy()
+    np.testing.assert_array_equal(decoded, np.repeat(gray, 3, axis=-1)[np.newaxis].astype(np.float32))
 
 
 def test_cnn_preprocessing_resizes_and_scales_to_unit_range():
     options = images.ImageOptions.from_model({"builder": "cnn", "image_size": [28, 28], "channels": 1})
     jpeg = tf.io.encode_jpeg(known_image(3, size=50)).numpy()  # colour JPEG of another size
-    served = images.preprocess_images(tf.constant([png(known_image(1, size=8)), jpeg]), options).numpy()
+    decoded = images.decode_images(tf.constant([png(known_image(1, size=8)), jpeg]), options)
+    served = backbones.BackbonePreprocessing("cnn")(decoded).numpy()
     assert served.shape == (2, 28, 28, 1)
     assert 0.0 <= served.min() and served.max() <= 1.0
 

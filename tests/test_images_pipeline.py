@@ -20,7 +20,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tests.support import isolated_config
-from models import heads, vision
+from models import heads, images, vision
 from pipeline.local_runner import run_local
 from specs.dataset import load_spec
 
@@ -124,11 +124,15 @@ def test_vgg16_keras_and_estimator_models_are_blessed_and_pushed(cats_vgg16):
 
 def test_served_vgg16_preprocessing_is_preprocess_input(cats_vgg16):
     spec, config, keras_report, _ = cats_vgg16
-    served = tf.saved_model.load(keras_report.pushed_path)
     pixels = np.random.default_rng(3).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
-    transformed = served.tft_layer({"image": tf.constant([[tf.io.encode_png(pixels).numpy()]])})["image"]
+    encoded = tf.saved_model.load(keras_report.pushed_path).tft_layer(
+        {"image": tf.constant([[tf.io.encode_png(pixels).numpy()]])})["image"]
+    assert encoded.dtype == tf.string  # the Transform keeps images encoded; the model's graph decodes them
+    served = tf.keras.models.load_model(keras_report.pushed_path)
+    decoded = images.decode_features({"image": encoded}, "image", images.ImageOptions.of_model(served, "image"))
+    scaled = tf.keras.Model(served.inputs, served.get_layer("preprocess_input").output)(decoded["image"])
     expected = tf.keras.applications.vgg16.preprocess_input(pixels[np.newaxis].astype(np.float32))
-    np.testing.assert_allclose(transformed.numpy(), expected, atol=1e-4)
+    np.testing.assert_allclose(scaled.numpy(), expected, atol=1e-4)
 
 
 def test_pushed_vgg16_answers_png_bytes_of_any_size_over_rest(cats_vgg16):
@@ -144,7 +148,7 @@ def test_vgg16_base_is_frozen_and_fine_tuning_unfreezes_only_the_last_block(cats
     spec, config, _, _ = cats_vgg16
     transform_graph = next(pathlib.Path(config.root_for(spec)).glob("Transform/transform_graph/*"))
     hparams = {**spec.model, **config.hparams, "fine_tune_epochs": 1}
-    model = vision.build_vgg16(spec, tft.TFTransformOutput(str(transform_graph)), hparams)
+    model = vision.build_transfer(spec, tft.TFTransformOutput(str(transform_graph)), hparams)
     base = model.get_layer("vgg16")
     assert base.trainable_weights == []
     assert model.layers[-1].activation.__name__ == "sigmoid" and model.loss.get_config()["from_logits"] is False
