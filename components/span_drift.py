@@ -30,9 +30,9 @@ def _split_stats(artifact: standard_artifacts.ExampleStatistics):
 
 
 def drift_lines(anomalies: anomalies_pb2.Anomalies) -> list[str]:
+    """One line per drifted feature (TFDV reports drift as comparator anomalies)."""
     return [f"feature {feature!r}: {reason.description}" for feature, info in sorted(anomalies.anomaly_info.items())
-            for reason in info.reason if "DRIFT" in anomalies_pb2.AnomalyInfo.Type.Name(reason.type)
-            or "COMPARATOR" in anomalies_pb2.AnomalyInfo.Type.Name(reason.type)]
+            for reason in info.reason if anomalies_pb2.AnomalyInfo.Type.Name(reason.type).startswith("COMPARATOR_")]
 
 
 @component
@@ -41,22 +41,26 @@ def SpanDriftCheck(statistics: InputArtifact[standard_artifacts.ExampleStatistic
                    drift: OutputArtifact[standard_artifacts.ExampleAnomalies],
                    previous_statistics: InputArtifact[standard_artifacts.ExampleStatistics] = None,
                    stop_on_drift: Parameter[bool] = False) -> None:
-    """Writes the drift anomalies of this span against the previous one (none for the first span)."""
+    """Writes the drift anomalies of this span against the previous run's (none for the first span).
+
+    `previous_statistics` is resolved before this run's StatisticsGen runs; when that
+    StatisticsGen was cached (the same span again), both are one artifact and nothing is compared.
+    """
     drift.split_names = f'["{SPLIT}"]'
     anomalies = anomalies_pb2.Anomalies()
-    if previous_statistics is None or previous_statistics.span >= statistics.span:
-        logging.info("Span %s: no earlier span to compare with; no drift check.", statistics.span)
+    if previous_statistics is None or previous_statistics.id == statistics.id:
+        logging.info("No earlier data span to compare with; no drift check.")
     else:
         schema_proto = tfdv.load_schema_text(os.path.join(schema.uri, "schema.pbtxt"))
         anomalies = tfdv.validate_statistics(_split_stats(statistics), schema_proto,
                                              previous_statistics=_split_stats(previous_statistics))
         lines = drift_lines(anomalies)
         for line in lines:
-            logging.warning("Span %s drifted from span %s: %s", statistics.span, previous_statistics.span, line)
+            logging.warning("New data drifted from the previous span: %s", line)
         if not lines:
-            logging.info("Span %s: no drift from span %s.", statistics.span, previous_statistics.span)
+            logging.info("New data: no drift from the previous span.")
         if lines and stop_on_drift:
-            raise SpanDriftError(f"span {statistics.span} drifted from span {previous_statistics.span} "
-                                 f"(source.stop_on_drift is set):\n  " + "\n  ".join(lines))
+            raise SpanDriftError("the new data span drifted from the previous one (source.stop_on_drift is set); "
+                                 "the run stops before training:\n  " + "\n  ".join(lines))
     os.makedirs(os.path.join(drift.uri, f"Split-{SPLIT}"), exist_ok=True)
     tfdv.write_anomalies_text(anomalies, os.path.join(drift.uri, f"Split-{SPLIT}", "SchemaDiff.pbtxt"))

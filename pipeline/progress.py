@@ -15,7 +15,11 @@ import warnings
 _COMPONENT_LINE = re.compile(r"Component (\S+) is (running|finished)\.")
 # Warnings TFX 1.15 prints on every run that need no action.
 _HARMLESS = ("ArtifactQuery.property_predicate is not supported", "Couldn't find python-snappy",
-             "is deprecated and will be removed in a future version")
+             "is deprecated and will be removed in a future version",
+             # The first run of a data set in spans has no earlier statistics to compare with.
+             "[previous_span_statistics] Input resolution error",
+             # TFMA imports TF-DF when installed; 1.8.1 is the release built for TF 2.15 (tests pass).
+             "TensorFlow Decision Forests 1.8.1 is compatible with the following TensorFlow Versions")
 
 
 class _ComponentProgress(logging.Filter):
