@@ -12,8 +12,9 @@ multi-worker guide requires, every worker saves the model but only the chief
 temporary directory that is deleted. So the model is a Trainer output like any
 other, and the Evaluator and Pusher treat it as such.
 
-The same plan file runs on Kubernetes: a TFJob's workers each run the module
-with the plan (see `components/tfjob.py`); the training operator sets TF_CONFIG.
+On Kubeflow the same plan runs on pods: with `hparams.tfjob` set the executor
+creates a TFJob whose workers each run the module with the plan
+(components/tfjob.py); the training operator sets their TF_CONFIG.
 """
 from __future__ import annotations
 
@@ -36,7 +37,10 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import json_utils
 
+from components import tfjob
+
 WORKERS_KEY = "workers"     # in the Trainer's custom_config["hparams"]: how many processes train
+TFJOB_KEY = "tfjob"         # in the same hparams: tfjob.TfJobOptions, to start the workers as a Kubeflow TFJob
 PLAN_FILE = "cluster_plan.json"
 STOP_GRACE_S = 10           # a stopped worker gets this long to exit before it is killed
 # google.api_core's notice on Python 3.10, printed by every import of TFX's Google Cloud stack.
@@ -48,9 +52,9 @@ class WorkerFailed(RuntimeError):
     """A worker process exited with an error; the others were stopped."""
 
 
-def worker_count(exec_properties: dict[str, Any]) -> int:
+def cluster_hparams(exec_properties: dict[str, Any]) -> dict[str, Any]:
     config = json_utils.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "null") or {}
-    return int(config.get("hparams", {}).get(WORKERS_KEY, 1))
+    return config.get("hparams", {})
 
 
 def write_plan(path: str, input_dict: dict[str, list[types.Artifact]],
@@ -201,11 +205,13 @@ class LocalCluster:
 
 
 class Executor(trainer_executor.GenericExecutor):
-    """Trains with `hparams.workers` local worker processes; one worker trains in process as usual."""
+    """Trains with `hparams.workers` worker processes: local ones, or a TFJob's pods when `hparams.tfjob`
+    is set (Kubeflow); one worker trains in process as TFX's Trainer does."""
 
     def Do(self, input_dict: dict[str, list[types.Artifact]], output_dict: dict[str, list[types.Artifact]],
            exec_properties: dict[str, Any]) -> None:
-        workers = worker_count(exec_properties)
+        hparams = cluster_hparams(exec_properties)
+        workers = int(hparams.get(WORKERS_KEY, 1))
         if workers < 2:
             super().Do(input_dict, output_dict, exec_properties)
             return
@@ -214,7 +220,13 @@ class Executor(trainer_executor.GenericExecutor):
         fileio.makedirs(model_run)
         plan = os.path.join(model_run, PLAN_FILE)
         write_plan(plan, input_dict, output_dict, exec_properties)
-        LocalCluster(plan, workers).run()
+        if TFJOB_KEY in hparams:
+            options = tfjob.TfJobOptions(**hparams[TFJOB_KEY])
+            manifest = tfjob.tfjob_manifest(tfjob.job_name(plan), options.namespace or tfjob.own_namespace(), plan,
+                                            workers, options)
+            tfjob.run_tfjob(manifest, tfjob.in_cluster_api(), say=lambda line: print(f"[cluster] {line}", flush=True))
+        else:
+            LocalCluster(plan, workers).run()
         serving_dir = self._GetFnArgs(input_dict, output_dict, exec_properties).serving_model_dir
         if not fileio.exists(serving_dir):
             raise RuntimeError(f"the chief (worker 0) finished without writing the model to {serving_dir}")
@@ -261,10 +273,12 @@ def one_line(error: Exception) -> str:
 
 
 def configure_logging(verbose: bool) -> None:
-    """Progress lines (`progress.*` loggers: one per epoch) and warnings; everything with --verbose."""
+    """Progress lines (`progress.*` loggers: one per epoch), warnings and errors; everything with --verbose."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname).1s %(message)s",
                         stream=sys.stdout, force=True)
     logging.getLogger("progress").setLevel(logging.INFO)
+    if not verbose:  # TF's deprecation notices, twice per worker; its errors still show
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
     if verbose:
         from absl import logging as absl_logging
         absl_logging.set_verbosity(absl_logging.INFO)

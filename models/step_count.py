@@ -15,20 +15,28 @@ FILE_NAME = "steps.json"
 
 
 class StepCount(tf.keras.callbacks.Callback):
-    """Counts `on_train_batch_end` calls; rewrites DIR/steps.json after every epoch."""
+    """After every epoch, rewrites DIR/steps.json from the optimizer's step counter.
+
+    Reads `optimizer.iterations` (this process's copy) once per epoch rather than
+    counting batches: a batch-level hook would make Keras sync after every step.
+    """
 
     def __init__(self, directory: str) -> None:
         super().__init__()
         self.path = os.path.join(directory, FILE_NAME)
         self.per_epoch: list[int] = []
+        self._last = 0
 
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.per_epoch.append(0)
+    def _iterations(self) -> int:
+        return int(self.model.optimizer.iterations.numpy())
 
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self.per_epoch[-1] += 1
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._last = self._iterations()  # a fine-tuning fit may bring a new optimizer, counting from 0
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        now = self._iterations()
+        self.per_epoch.append(now - self._last)
+        self._last = now
         tf.io.gfile.makedirs(os.path.dirname(self.path))
         with tf.io.gfile.GFile(self.path, "w") as f:  # rewritten whole: object stores cannot append
             f.write(json.dumps({"steps": sum(self.per_epoch), "steps_per_epoch": self.per_epoch}))
