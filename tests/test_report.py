@@ -141,7 +141,7 @@ def test_report_of_a_blessed_run_shows_every_section_with_rendered_figures(brows
     names = {name for name, _, _ in sizes}
     assert {"component timeline", "histogram of Age", "top values of Geography", "training curves", "ROC curve",
             "precision-recall curve", "calibration plot", "confusion matrix at threshold 0.5"} <= names
-    assert "Blessed." in _section_text(browser, "blessing")
+    assert "Blessed: every gate passed." in _section_text(browser, "blessing")
     assert "Trainer mode keras: " in _section_text(browser, "training")
     # The held-out split the Evaluator scored is named from the run's own record, and its AUC gate is shown.
     evaluation = _section_text(browser, "evaluation")

@@ -215,6 +215,7 @@ def _slices_html(result) -> str:
         name = " & ".join(f"{k} = {v}" for k, v in slice_key) or "overall"
         values = (outputs or {}).get("", {}).get("", {})
         rows.append((name, values))
+    rows.sort(key=lambda row: row[0] != "overall")
     names = sorted({m for _, values in rows for m, v in values.items()
                     if _value(v) is not None and not m.endswith("_diff")})
     return "<h3>Metrics per slice</h3>" + table(["slice"] + names,
@@ -228,9 +229,10 @@ def blessing_section(run: RunData) -> str:
     blessed = bool(property_value(blessing, "blessed"))
     evaluator = run.producer("blessing")
     baseline = evaluator.inputs.get("baseline_model") if evaluator else None
-    parts = [f'<p class="{"ok" if blessed else "bad"}">{"Blessed" if blessed else "Not blessed"}.</p>']
-    parts.append(paragraph("Compared with the latest blessed model " + (baseline[0].uri if baseline else "")
-                           if baseline else "No earlier blessed model: only the value thresholds applied."))
+    verdict = "Blessed: every gate passed." if blessed else "Not blessed: the gates below failed, nothing is pushed."
+    parts = [f'<p class="{"ok" if blessed else "bad"}">{esc(verdict)}</p>',
+             paragraph(f"Baseline: the latest blessed model, {baseline[0].uri}." if baseline else
+                       "No earlier blessed model: only the value thresholds applied.")]
     evaluation = run.output("evaluation")
     if evaluation is not None and not blessed:
         import tensorflow_model_analysis as tfma
