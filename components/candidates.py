@@ -258,8 +258,10 @@ def format_table(metric: str, rows: list[Row], test_rows: int) -> str:
         params = "trees" if r.parameters is None else f"{r.parameters:,}"
         train = "?" if r.train_seconds is None else f"{r.train_seconds:.0f}"
         test = f"{r.test_metric:.4f} [{r.test_interval[0]:.4f}, {r.test_interval[1]:.4f}]"
-        lines.append(f"{r.candidate + (' *' if r.winner else ''):<18} {r.options.get('trainer', 'keras'):<9} "
-                     f"{str(r.options.get('builder', '-')):<15} {r.validation_metric:>14.4f} {test:>34} "
+        trainer = r.options.get("trainer", "keras")
+        builder = r.options.get("builder", "-") if trainer in ("keras", "estimator") else "-"  # others: no builder
+        lines.append(f"{r.candidate + (' *' if r.winner else ''):<18} {trainer:<9} "
+                     f"{str(builder):<15} {r.validation_metric:>14.4f} {test:>34} "
                      f"{params:>11} {train:>8} {r.latency_ms:>7.2f} {r.size_bytes / 1e6:>7.1f}")
     lines.append(f"* chosen on validation {metric}; test figures on {test_rows} rows, 95% bootstrap intervals "
                  f"({BOOTSTRAP_SAMPLES} resamples); ms/ex: one example per call, in process")
