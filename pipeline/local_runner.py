@@ -74,7 +74,7 @@ def overall_metrics(evaluation_uri: str) -> dict[str, float]:
     result = tfma.load_eval_result(evaluation_uri)
     for slice_key, outputs in result.slicing_metrics:
         if slice_key == ():
-            return {name if not sub_key else f"{name}/{sub_key}": value["doubleValue"]
+            return {name if not sub_key else f"{name}/{sub_key}": float(value["doubleValue"])  # NaN comes as "NaN"
                     for sub_key, values in outputs.get("", {}).items()
                     for name, value in values.items() if "doubleValue" in value}
     return {}
