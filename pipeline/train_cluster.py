@@ -59,7 +59,8 @@ class ClusterReport:
 
 def cluster_config(config: PipelineConfig, workers: int) -> PipelineConfig:
     """The run's config with the multi-worker strategy and the worker count (part of the Trainer's cache key)."""
-    return dataclasses.replace(config, strategy=STRATEGY, hparams={**config.hparams, multi_worker_trainer.WORKERS_KEY: workers})
+    return dataclasses.replace(config, strategy=STRATEGY,
+                               hparams={**config.hparams, multi_worker_trainer.WORKERS_KEY: workers})
 
 
 def cluster_pipeline(spec: DatasetSpec, config: PipelineConfig) -> tfx_pipeline.Pipeline:

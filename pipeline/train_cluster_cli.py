@@ -1,4 +1,4 @@
-"""`python -m pipeline train-cluster` and `compile-cluster`: options and entry; the work is in pipeline/train_cluster.py."""
+"""`python -m pipeline train-cluster` and `compile-cluster`: options and entry (work: pipeline/train_cluster.py)."""
 from __future__ import annotations
 
 import argparse
@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=cmd_train_cluster)
 
     compile_ = sub.add_parser(
-        "compile-cluster", conflict_handler="resolve", help="compile the pipeline for KFP v1 with the Trainer's workers as a Kubeflow TFJob",
+        "compile-cluster", conflict_handler="resolve",
+        help="compile the pipeline for KFP v1 with the Trainer's workers as a Kubeflow TFJob",
         description="Like `compile --target kfp-v1`, but the Trainer step writes its plan under the pipeline root "
                     "and creates a TFJob with --workers Worker replicas running the image (Kubeflow's training "
                     "operator sets each one's TF_CONFIG), waits for it and fails when it fails. The pipeline "

@@ -59,7 +59,8 @@ class ScriptCluster(LocalCluster):
 def test_a_failing_worker_stops_the_others_and_names_itself(tmp_path):
     log = tmp_path / "log.txt"
     waiting = "import os, time; print('TF_CONFIG', os.environ['TF_CONFIG'], flush=True); time.sleep(600)"
-    failing = "import time; time.sleep(1); print('error: ValueError: bad input in worker 1', flush=True); raise SystemExit(1)"
+    failing = ("import time; time.sleep(1); print('error: ValueError: bad input in worker 1', flush=True); "
+               "raise SystemExit(1)")
     started = time.monotonic()
     with log.open("w") as out, pytest.raises(WorkerFailed) as failure:
         ScriptCluster([waiting, failing], out).run()
@@ -248,3 +249,17 @@ def test_compile_cluster_refuses_kfp_v2_and_names_the_vertex_trainer(tmp_path):
     with pytest.raises(UsageError, match="google_cloud_ai_platform.Trainer"):
         compile_cluster(load_spec("churn"), PipelineConfig(), ClusterOptions(target="kfp-v2", image=IMAGE), 2,
                         tmp_path / "churn.json")
+
+
+def test_train_cluster_refuses_what_it_cannot_do(churn_spec):
+    from pipeline.config import PipelineConfig
+    from pipeline.train_cluster import check_request
+    from specs.dataset import load_spec
+    from specs.errors import UsageError
+    with pytest.raises(UsageError, match="trains Keras models; wine_white uses --trainer estimator"):
+        check_request(load_spec("wine_white"), PipelineConfig(), 2)
+    with pytest.raises(UsageError, match="give 2 or more"):
+        check_request(churn_spec, PipelineConfig(), 1)
+    with pytest.raises(UsageError, match="drop --strategy mirrored"):
+        check_request(churn_spec, PipelineConfig(strategy="mirrored"), 2)
+    check_request(churn_spec, PipelineConfig(), 2)
