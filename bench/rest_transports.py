@@ -4,14 +4,15 @@ Each candidate serves the same `RestApi` (model manager, batcher, JSON codec all
 unchanged) in `python -m serving serve --enable_batching`, with only the HTTP
 layer swapped:
 
-- `stdlib`: the standard library's thread-per-connection `ThreadingHTTPServer`
-  (the server's HTTP layer before uvicorn);
+- `stdlib`: serving/http_server.py as shipped, the standard library's
+  thread-per-connection `ThreadingHTTPServer`;
 - `aiohttp`: aiohttp's low-level server on asyncio, model calls on a thread pool;
-- `uvicorn`: serving/http_server.py as shipped (httptools parser, uvloop loop,
-  model calls on a thread pool).
+- `uvicorn`: uvicorn with the httptools parser and the uvloop event loop, model
+  calls on a thread pool.
 
-The stand-ins only pass every request to `RestApi.handle`: they lack the shipped
-transport's limits and page handlers, which predict requests do not touch.
+The two event-loop stand-ins only pass every request to `RestApi.handle`: they
+lack the shipped layer's limits and page handlers, which predict requests do not
+touch, so they are measured slightly in their favour.
 The load is bench/serving_bench.py's: one-instance predicts from N threads, each
 on its own keep-alive connection, against the in-process signature call.
 
@@ -22,16 +23,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
-import http
 import json
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,42 +42,43 @@ from serving.client import RestClient  # noqa: E402
 from serving.demo import free_port, stop_process  # noqa: E402
 
 
-class _StdlibHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        status, payload = self.server.api.handle(self.command, self.path.split("?", 1)[0], body)
-        head = (f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(payload)}\r\n\r\n")
-        self.wfile.write(head.encode("latin-1") + payload)  # one write: Nagle never stalls it
-
-    do_POST = do_GET  # noqa: N815
-
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - quiet
-        pass
-
-
-class StdlibRestServer(ThreadingHTTPServer):
-    """A thread per connection (the server's previous HTTP layer)."""
-
-    daemon_threads = True
-    request_queue_size = 128
+class UvicornRestServer:
+    """uvicorn (httptools parser, uvloop loop) on a loop thread; model calls on a thread pool."""
 
     def __init__(self, host, port, api, max_body_bytes, pages=(), num_threads=64):
-        self.api = api
-        super().__init__((host, port), _StdlibHandler)
+        import uvicorn
+
+        self._api = api
+        self._pool = concurrent.futures.ThreadPoolExecutor(num_threads)
+        self._socket = socket.create_server((host, port), backlog=1024)
+        config = uvicorn.Config(self._app, interface="asgi3", loop="uvloop", http="httptools", lifespan="off",
+                                log_config=None, access_log=False, proxy_headers=False, server_header=False,
+                                date_header=False, timeout_keep_alive=120)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
+
+    async def _app(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        path = scope["raw_path"].decode("latin-1").split("?", 1)[0]
+        status, payload = await asyncio.get_running_loop().run_in_executor(
+            self._pool, self._api.handle, scope["method"], path, b"".join(chunks))
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})
 
     def start(self) -> None:
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+        self._thread.start()
 
     def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
+        self._server.should_exit = True
+        self._thread.join()
 
 
 class AiohttpRestServer:
@@ -117,7 +118,7 @@ class AiohttpRestServer:
         self._loop.call_soon_threadsafe(self._stopped.set)
 
 
-CANDIDATES = {"stdlib": StdlibRestServer, "aiohttp": AiohttpRestServer, "uvicorn": None}  # None: as shipped
+CANDIDATES = {"stdlib": None, "aiohttp": AiohttpRestServer, "uvicorn": UvicornRestServer}  # None: as shipped
 
 
 def serve(transport: str, argv: list[str]) -> int:
@@ -153,6 +154,16 @@ def measure(transport: str, args: argparse.Namespace, base_path: str) -> tuple[d
     return metadata, levels, instance
 
 
+def medians(runs: list[list[dict]]) -> list[dict]:
+    """Per concurrency level, the median of each figure over the rounds."""
+    summary = []
+    for levels in zip(*runs):
+        summary.append({"concurrency": levels[0]["concurrency"], "rounds": len(levels),
+                        **{key: round(statistics.median(level[key] for level in levels), 3)
+                           for key in ("requests_per_s", "p50_ms", "p99_ms", "server_cpu_ms_per_request")}})
+    return summary
+
+
 def main() -> int:
     if len(sys.argv) > 2 and sys.argv[1] == "--serve":
         return serve(sys.argv[2], sys.argv[4:])
@@ -163,21 +174,26 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=3000, help="measured requests per concurrency level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--transports", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="measure every transport this often, in rotated order (other work skews single runs)")
     parser.add_argument("--signature-name", default="serving_default")
     args = parser.parse_args()
     base_path = os.path.abspath(args.model_base_path)
     load_before = round(os.getloadavg()[0], 2)
-    results, floor = {}, None
-    for transport in args.transports:
-        metadata, levels, instance = measure(transport, args, base_path)
-        if floor is None:
-            version = metadata["model_spec"]["version"]
-            floor = in_process_floor(os.path.join(base_path, version), args.signature_name, instance,
-                                     args.requests)
-            print(f"in-process: {floor}", flush=True)
-        results[transport] = levels
-        for level in levels:
-            print(f"{transport}: {level}", flush=True)
+    rounds: dict[str, list[list[dict]]] = {transport: [] for transport in args.transports}
+    floor = None
+    for round_index in range(args.rounds):
+        shift = round_index % len(args.transports)
+        for transport in args.transports[shift:] + args.transports[:shift]:
+            metadata, levels, instance = measure(transport, args, base_path)
+            if floor is None:
+                version = metadata["model_spec"]["version"]
+                floor = in_process_floor(os.path.join(base_path, version), args.signature_name, instance,
+                                         args.requests)
+                print(f"in-process: {floor}", flush=True)
+            rounds[transport].append(levels)
+            for level in levels:
+                print(f"round {round_index + 1} {transport}: {level}", flush=True)
     import tensorflow as tf
 
     output = Path(args.output)
@@ -190,7 +206,8 @@ def main() -> int:
                     "load_average_1m_before": load_before, "load_average_1m_after": round(os.getloadavg()[0], 2),
                     "note": "server and client on the same machine"},
         "in_process": floor,
-        "transports": results,
+        "median_over_rounds": {transport: medians(runs) for transport, runs in rounds.items()},
+        "rounds": rounds,
     }, indent=2) + "\n")
     print(f"wrote {output}")
     return 0

@@ -47,6 +47,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=3000, help="measured requests per concurrency level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--signature-name", default="serving_default")
+    parser.add_argument("--note", default="", help="what else ran on the machine, recorded with the figures")
     return parser.parse_args()
 
 
@@ -252,7 +253,8 @@ def main() -> int:
                              "client), one instance per request, client and server on this machine"},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "tensorflow": tf.__version__,
                     # Other work on the machine skews every figure: keep the context with them.
-                    "load_average_1m_before": load_before, "load_average_1m_after": round(os.getloadavg()[0], 2)},
+                    "load_average_1m_before": load_before, "load_average_1m_after": round(os.getloadavg()[0], 2),
+                    "note": args.note},
         "in_process": floor,
         "rest": levels,
         "rest_request_logging": {

@@ -62,8 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
                             "num_batch_threads)")
     serve.add_argument("--rest_api_max_body_bytes", type=int, default=10 * 1024 * 1024,
                        help="larger REST bodies get HTTP 413 (default 10 MiB)")
-    serve.add_argument("--rest_api_num_threads", type=int, default=64,
-                       help="threads running REST model calls; each waits on its call (default 64)")
     serve.add_argument("--grpc_max_threads", type=int, default=16, help="gRPC worker threads (default 16)")
     serve.add_argument("--web_console", type=_flag, nargs="?", const=True, default=True,
                        help="serve the web console at / on the REST port; --web_console=false turns it off "

@@ -104,7 +104,7 @@ class RequestLogger:
     # -- writer thread -----------------------------------------------------------------
 
     def _write_loop(self) -> None:
-        last_flush = time.monotonic()
+        last_flush, failed = time.monotonic(), 0
         while True:
             try:
                 record = self._queue.get(timeout=FLUSH_SECONDS)
@@ -116,7 +116,10 @@ class RequestLogger:
                 try:
                     self._write(record)
                 except Exception:  # noqa: BLE001 - a bad record or a full disk must not stop the logger
-                    log.exception("request log: record for model %s not written", record.servable.name)
+                    failed += 1
+                    if failed == 1 or failed % 1000 == 0:  # a lasting cause (full disk) must not flood the log
+                        log.exception("request log: %d records not written so far; the latest was for model %s",
+                                      failed, record.servable.name)
             if time.monotonic() - last_flush >= FLUSH_SECONDS:
                 for file in self._files.values():
                     file.flush()

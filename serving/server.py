@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.rest_api_port:
             rest_server = RestServer(args.host, args.rest_api_port, RestApi(manager, service, metrics),
-                                     args.rest_api_max_body_bytes, pages, args.rest_api_num_threads)
+                                     args.rest_api_max_body_bytes, pages)
         grpc_server = start_grpc_server(args.host, args.port, manager, service, args.grpc_max_threads,
                                         channel_arguments, metrics)
     except OSError as error:
