@@ -64,6 +64,13 @@ def keep_best(checkpoint: str) -> str:
     return os.path.join(best_dir, os.path.basename(checkpoint))
 
 
+def validation_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """`evaluate`'s model metrics as `val_<name>`; average_loss repeats loss, and label/mean,
+    prediction/mean and *_baseline describe the data rather than the model."""
+    return {f"val_{name}": value for name, value in metrics.items()
+            if name not in ("global_step", "average_loss") and "/" not in name and not name.endswith("_baseline")}
+
+
 def fit(estimator: tf.estimator.Estimator, train_input_fn: Callable[[int], InputFn], eval_input_fn: InputFn,
         hparams: Mapping[str, Any]) -> str:
     """Trains epoch by epoch with early stopping on eval loss; returns the best checkpoint."""
@@ -74,8 +81,7 @@ def fit(estimator: tf.estimator.Estimator, train_input_fn: Callable[[int], Input
         estimator.train(train_input_fn(epoch), hooks=[train_loss])
         metrics = estimator.evaluate(eval_input_fn)
         loss = float(metrics["loss"])
-        history.record(epoch, epochs, {"loss": train_loss.mean_loss,
-                                       **{f"val_{k}": v for k, v in metrics.items() if k != "global_step"}})
+        history.record(epoch, epochs, {"loss": train_loss.mean_loss, **validation_metrics(metrics)})
         if loss < best_loss:
             best_loss, best_checkpoint, best_epoch, waited = loss, keep_best(estimator.latest_checkpoint()), epoch, 0
         else:

@@ -45,7 +45,8 @@ def overview(run: RunData, version: tuple[str, str] | None) -> str:
     blessing = run.output("blessing")
     blessed = None if blessing is None else bool(property_value(blessing, "blessed"))
     started = datetime.datetime.fromtimestamp(run.run.started, datetime.timezone.utc)
-    rows = [("data set", run.dataset), ("run id", run.run.run_id), ("started (UTC)", started.strftime("%Y-%m-%d %H:%M:%S")),
+    rows = [("data set", run.dataset), ("run id", run.run.run_id),
+            ("started (UTC)", started.strftime("%Y-%m-%d %H:%M:%S")),
             ("state", run.state), ("blessed", "not evaluated" if blessed is None else blessed),
             ("served version", f"{version[0]} in {version[1]}" if version else "none from this run")]
     return html.table(["", ""], rows) + data_sections.stopped_by(run)

@@ -9,7 +9,7 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 0 auto; max-width: 1150px; padding: 1em 2em; color: #222; }
 nav a { margin-right: 1em; } h1 { margin-bottom: .2em; } h2 { border-bottom: 2px solid #ddd; padding-top: .6em; }
 table { border-collapse: collapse; margin: .5em 0 1em; font-size: 13px; }
-th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; overflow-wrap: anywhere; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .ok { color: #2e7d32; font-weight: 600; } .bad { color: #c62828; font-weight: 600; } .muted { color: #777; }
 .figures { display: flex; flex-wrap: wrap; gap: 8px; } img { max-width: 100%; }
@@ -53,6 +53,11 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], raw: bool = Fal
         return f'<td class="num">{fmt(value)}</td>' if numeric else f"<td>{fmt(value)}</td>"
     body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def breakable(text: str) -> str:
+    """Escaped text that may wrap after `/`, `,` and `:` (long paths and fingerprints in table cells)."""
+    return esc(text).replace("/", "/<wbr>").replace(",", ",<wbr>").replace(":", ":<wbr>")
 
 
 def paragraph(text: str, css: str = "") -> str:

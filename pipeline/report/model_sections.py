@@ -12,7 +12,7 @@ import tensorflow as tf
 from models.history import read_history
 from pipeline.report import plots
 from pipeline.report.data_sections import missing
-from pipeline.report.html import esc, fmt, image, paragraph, table
+from pipeline.report.html import breakable, esc, fmt, image, paragraph, table
 from pipeline.report.run_data import RunData, property_value
 
 
@@ -182,7 +182,8 @@ def _plots_html(plot_data: dict[str, Any], label_names: list[str]) -> str:
                for m in matrices]
         tpr = [get(m, "truePositives") / max(get(m, "truePositives") + get(m, "falseNegatives"), 1e-12)
                for m in matrices]
-        figures.append(image(plots.curve(fpr, tpr, "false positive rate", "true positive rate", "ROC", True), "ROC curve"))
+        figures.append(image(plots.curve(fpr, tpr, "false positive rate", "true positive rate", "ROC", True),
+                             "ROC curve"))
         precision = [get(m, "precision") for m in matrices if get(m, "truePositives") + get(m, "falsePositives") > 0]
         recall = [get(m, "recall") for m in matrices if get(m, "truePositives") + get(m, "falsePositives") > 0]
         figures.append(image(plots.curve(recall, precision, "recall", "precision", "precision-recall"),
@@ -218,8 +219,8 @@ def _slices_html(result) -> str:
     rows.sort(key=lambda row: row[0] != "overall")
     names = sorted({m for _, values in rows for m, v in values.items()
                     if _value(v) is not None and not m.endswith("_diff")})
-    return "<h3>Metrics per slice</h3>" + table(["slice"] + names,
-                                                [[name] + [_value(values.get(m)) for m in names] for name, values in rows])
+    cells = [[name] + [_value(values.get(m)) for m in names] for name, values in rows]
+    return "<h3>Metrics per slice</h3>" + table(["slice"] + names, cells)
 
 
 def blessing_section(run: RunData) -> str:
@@ -272,4 +273,5 @@ def lineage_section(run: RunData) -> str:
         config = json.loads(property_value(producer.execution, "custom_config") or "{}")
         module = property_value(producer.execution, name) or ""
         rows.append((key, artifact.uri, f"code {module}, fingerprint {config.get('code', '?')}"))
-    return table(["what", "where", "identity"], rows)
+    cells = [[breakable(cell) if cell else fmt(None) for cell in row] for row in rows]
+    return table(["what", "where", "identity"], cells, raw=True)

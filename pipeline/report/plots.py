@@ -67,7 +67,8 @@ def training_curves(epochs: Sequence[dict], chosen_epoch: int | None) -> bytes:
             if not all(np.isnan(values)):
                 axes.plot(x, values, marker=".", label=label, color=colour)
         if chosen_epoch:
-            axes.axvline(chosen_epoch, color="#555", linestyle="--", linewidth=1, label=f"exported (epoch {chosen_epoch})")
+            axes.axvline(chosen_epoch, color="#555", linestyle="--", linewidth=1,
+                         label=f"exported (epoch {chosen_epoch})")
         axes.set_title(name, fontsize=9)
         axes.set_xlabel("epoch", fontsize=8)
         axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
