@@ -18,6 +18,7 @@ Artifact = metadata_store_pb2.Artifact
 Event = metadata_store_pb2.Event
 _INPUTS = (Event.INPUT, Event.DECLARED_INPUT)
 _OUTPUTS = (Event.OUTPUT, Event.DECLARED_OUTPUT)
+STATISTICS_KEY = "statistics"  # StatisticsGen's output
 
 
 class LineageError(LookupError):
@@ -59,9 +60,11 @@ def upstream(store: mlmd.MetadataStore, artifact: Artifact) -> list[Artifact]:
 
 
 def statistics_of(store: mlmd.MetadataStore, examples: Artifact) -> Artifact | None:
-    """The newest ExampleStatistics computed over `examples` (by StatisticsGen)."""
+    """The newest statistics StatisticsGen computed over `examples` (its output `statistics`; Transform's
+    pre/post-transform statistics are of the same type but describe other data or only some splits)."""
     consumers = [e.execution_id for e in store.get_events_by_artifact_ids([examples.id]) if e.type in _INPUTS]
-    outputs = [e.artifact_id for e in store.get_events_by_execution_ids(consumers) if e.type in _OUTPUTS]
+    outputs = [e.artifact_id for e in store.get_events_by_execution_ids(consumers)
+               if e.type in _OUTPUTS and e.path.steps and e.path.steps[0].key == STATISTICS_KEY]
     statistics = [a for a in store.get_artifacts_by_id(outputs) if _type_name(store, a) == "ExampleStatistics"]
     return max(statistics, key=lambda a: (a.create_time_since_epoch, a.id)) if statistics else None
 
