@@ -8,6 +8,11 @@ binary task with an operating point, the served model's class_ids are also score
 test split (accuracy, precision, recall at the chosen threshold).
 
     python -m bench.accuracy --dataset churn --dataset wine_white --dataset digits
+    python -m bench.accuracy --dataset wine_white --parallel-seeds
+
+`--parallel-seeds` runs each seed in its own process and pipeline home (each tunes
+with the spec's `tuning.seed`, so each search is the same search; the artefact lists
+every run's tuned values): for a slow trainer on a machine with spare cores.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import json
 import pathlib
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 
@@ -81,13 +87,27 @@ def summarize(runs: list[dict]) -> dict[str, dict[str, float]]:
             for name in names}
 
 
-def bench_accuracy(name: str) -> dict:
+def seed_config(spec: DatasetSpec, home: pathlib.Path, seed: int) -> PipelineConfig:
+    return PipelineConfig(home=home / "runs", serving_dir=home / "serving", seed=seed, tune=bool(spec.tuning))
+
+
+def parallel_runs(name: str, home: pathlib.Path) -> list[dict]:
+    """Each seed in its own process and home; their run records, in seed order."""
+    outputs = {seed: home / f"run_{seed}.json" for seed in SEEDS}
+    children = [subprocess.Popen([sys.executable, "-m", "bench.accuracy", "--dataset", name, "--one-seed", str(seed),
+                                  "--output", str(path)]) for seed, path in outputs.items()]
+    if any(child.wait() for child in children):
+        raise RuntimeError(f"{name}: a seed's run failed; see its log above")
+    return [json.loads(outputs[seed].read_text()) for seed in SEEDS]
+
+
+def bench_accuracy(name: str, parallel: bool = False) -> dict:
     spec = load_spec(name)
     home = WORK / "accuracy" / name
     shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
     tune = bool(spec.tuning)
-    runs = [one_run(spec, PipelineConfig(home=home / "runs", serving_dir=home / "serving", seed=seed, tune=tune))
-            for seed in SEEDS]
+    runs = parallel_runs(name, home) if parallel else [one_run(spec, seed_config(spec, home, seed)) for seed in SEEDS]
     result = {"dataset": name, "trainer": spec.default_trainer, "tuned": tune, "split": "test",
               "split_fractions": dict(spec.splits), "seeds": list(SEEDS),
               "command": f"python -m bench.accuracy --dataset {name}",
@@ -103,10 +123,18 @@ def bench_accuracy(name: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.accuracy", description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", action="append", required=True, help="data set name (repeatable)")
+    parser.add_argument("--parallel-seeds", action="store_true", help="one process and pipeline home per seed")
+    parser.add_argument("--one-seed", type=int, help=argparse.SUPPRESS)  # a --parallel-seeds child
+    parser.add_argument("--output", type=pathlib.Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     configure_logging(verbose=False)
+    if args.one_seed is not None:
+        spec = load_spec(args.dataset[0])
+        home = WORK / "accuracy" / spec.name / f"seed_{args.one_seed}"
+        args.output.write_text(json.dumps(one_run(spec, seed_config(spec, home, args.one_seed)), indent=2))
+        return 0
     for name in args.dataset:
-        bench_accuracy(name)
+        bench_accuracy(name, args.parallel_seeds)
     return 0
 
 
