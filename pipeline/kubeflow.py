@@ -138,7 +138,12 @@ def compile_pipeline(spec: DatasetSpec, config: PipelineConfig, options: Cluster
                      output: pathlib.Path) -> pathlib.Path:
     """Writes the compiled pipeline for `options.target`; `config` comes from `cluster_config`."""
     from pipeline.pipeline_def import create_pipeline
+    from pipeline.spans import span_window
     check_output(options.target, output)
+    if options.target == "kfp-v2" and span_window(spec) > 1:
+        raise UsageError(f"{spec.name}: source.span_window {span_window(spec)} reads a rolling window of spans "
+                         "through TFX's SpanRangeStrategy, which KubeflowV2DagRunner (TFX 1.15) cannot compile; "
+                         "use --target kfp-v1, or span_window: 1 (the newest span only)")
     output.parent.mkdir(parents=True, exist_ok=True)
     make_runner(options, output).run(create_pipeline(spec, config))
     return output

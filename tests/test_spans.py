@@ -8,14 +8,15 @@ import pytest
 import tensorflow_data_validation as tfdv
 
 from pipeline import metadata
+from pipeline.config import PipelineConfig
+from pipeline.kubeflow import ClusterOptions, cluster_config, compile_pipeline
 from pipeline.local_runner import run_local
 from pipeline.predict import latest_version
 from pipeline.spans import span_window
 from specs.dataset import PROJECT_ROOT
-from specs.errors import SpecError
+from specs.errors import SpecError, UsageError
 from tests.support import isolated_config
 
-pytestmark = pytest.mark.e2e
 CHURN_CSV = PROJECT_ROOT / "data/churn/Churn_Modelling.csv"
 RELAXED = {"AUC": {"lower_bound": 0.6}}
 ROWS_PER_SPAN = 800
@@ -46,6 +47,7 @@ def spans_read_by(store, component: str) -> list[int]:
     return sorted(int(metadata.custom_property(a, "span")) for a in run[component].inputs["examples"])
 
 
+@pytest.mark.e2e
 def test_a_window_of_two_spans_is_trained_on_and_pushed_only_when_blessed(span_spec, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
@@ -74,3 +76,25 @@ def test_span_window_needs_the_span_token(churn_spec):
     bad = dataclasses.replace(churn_spec, source={**churn_spec.source, "span_window": 3})
     with pytest.raises(SpecError, match=r"\{SPAN\}"):
         span_window(bad)
+
+
+def compile_for(spec, target: str, output):
+    options = ClusterOptions(target=target, image="registry.example/kit:1", pipeline_root="gs://kit/root",
+                             serving_dir="gs://kit/serving")
+    return compile_pipeline(spec, cluster_config(spec, PipelineConfig(), options), options, output)
+
+
+def test_a_scheduled_kubeflow_run_resolves_the_newest_spans_itself(span_spec, tmp_path):
+    """The compiled pipeline carries the {SPAN} pattern and the span resolvers, so each scheduled run
+    ingests whatever span is newest when it starts: a new file needs no new compile."""
+    compiled = compile_for(span_spec, "kfp-v1", tmp_path / "churn.yaml").read_text()
+    assert "churn-{SPAN}.csv" in compiled
+    for node in ("span-window-resolver", "previous-span-statistics", "spandriftcheck"):
+        assert node in compiled.lower().replace("_", "-"), node
+
+
+def test_kfp_v2_cannot_compile_a_rolling_window_and_says_what_to_do(span_spec, tmp_path):
+    with pytest.raises(UsageError, match="kfp-v1"):
+        compile_for(span_spec, "kfp-v2", tmp_path / "churn.json")
+    newest_only = dataclasses.replace(span_spec, source={**span_spec.source, "span_window": 1})
+    assert "churn-{SPAN}.csv" in compile_for(newest_only, "kfp-v2", tmp_path / "churn.json").read_text()
