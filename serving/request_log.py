@@ -199,7 +199,7 @@ def encode(record: _Record) -> bytes:
 
 
 # Predict logs, the bulk of any log, are encoded straight to protobuf's wire format: building
-# them through the Python proto API costs ~10x more CPU, taken from the requests being served.
+# them through the Python proto API costs several times more CPU, taken from the requests served.
 # Field numbers come from the protos' own descriptors; the tests parse the result with them.
 def _numbers(message) -> dict[str, int]:
     return {field.name: field.number for field in message.DESCRIPTOR.fields}
