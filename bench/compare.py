@@ -3,7 +3,7 @@
     python -m bench.compare --dataset churn
     python -m bench.compare --dataset digits_images
     python -m bench.compare --dataset cats_vs_dogs --mock 60 --builders vgg16,mobilenet_v2 \\
-        --weights none --image-size 32x32 --epochs 1
+        --weights none --image-size 32x32 --epochs 1 --threshold "BinaryAccuracy>=0"
 
 Runs from an empty home (no cache) and writes bench/results/compare_<name>.json:
 the CandidateComparison artefact (winner chosen on validation, every candidate on
@@ -21,7 +21,7 @@ import shutil
 from bench.pipelines import RESULTS, WORK, machine
 from pipeline.config import PipelineConfig
 from pipeline.progress import configure_logging
-from pipeline.run_args import parse_image_size
+from pipeline.run_args import parse_image_size, parse_threshold
 from specs.dataset import load_spec
 
 
@@ -32,6 +32,8 @@ def main() -> None:
     parser.add_argument("--weights", help="backbone weights for every candidate (none: random)")
     parser.add_argument("--image-size", type=parse_image_size)
     parser.add_argument("--epochs", type=int)
+    parser.add_argument("--threshold", type=parse_threshold, action="append", default=[],
+                        help="override a gate, e.g. BinaryAccuracy>=0 for random mock labels")
     parser.add_argument("--mock", type=int, metavar="N", help="tfds.testing.mock_data with N examples (no download)")
     args = parser.parse_args()
     configure_logging(False)
@@ -43,7 +45,7 @@ def main() -> None:
     shutil.rmtree(home, ignore_errors=True)
     overrides = {"weights": args.weights, "image_size": args.image_size, "epochs": args.epochs}
     config = PipelineConfig(home=home / "runs", serving_dir=home / "serving",
-                            hparams={k: v for k, v in overrides.items() if v})
+                            hparams={k: v for k, v in overrides.items() if v}, thresholds=dict(args.threshold))
     mock = contextlib.nullcontext()
     if args.mock:
         import tensorflow_datasets as tfds

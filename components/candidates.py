@@ -32,6 +32,8 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils, path_utils
 
+from models import tfdf_ops
+
 log = logging.getLogger(__name__)
 progress = logging.getLogger("progress.compare")
 
@@ -117,7 +119,9 @@ def load_examples(examples: types.Artifact, split: str, label: str) -> tuple[np.
 
 def load_served(model: types.Artifact) -> Callable:
     """The model's `serving_tf_example` signature, as the Evaluator and batch scoring call it."""
-    return tf.saved_model.load(path_utils.serving_model_path(model.uri)).signatures["serving_tf_example"]
+    saved_model_dir = path_utils.serving_model_path(model.uri)
+    tfdf_ops.register_ops_for(saved_model_dir)
+    return tf.saved_model.load(saved_model_dir).signatures["serving_tf_example"]
 
 
 def predict(signature: Callable, serialized: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
@@ -157,8 +161,8 @@ def served_latency_ms(signature: Callable, example: bytes) -> float:
 
 def parameter_count(saved_model_dir: str) -> int | None:
     """Weights in the SavedModel's checkpoint (no optimizer slots, metric state or scalars); None for trees."""
-    if tf.io.gfile.glob(os.path.join(saved_model_dir, "assets", "*header.pb")):
-        return None  # TF-DF: the trees live in assets/, not in variables
+    if tfdf_ops.is_tfdf_model(saved_model_dir):
+        return None  # the trees live in assets/, not in variables
     names = tf.train.list_variables(os.path.join(saved_model_dir, "variables", "variables"))
     return int(sum(np.prod(shape) for name, shape in names
                    if shape and "OPTIMIZER_SLOT" not in name and not name.startswith("optimizer/")
@@ -176,12 +180,6 @@ def train_seconds(model_run: types.Artifact) -> float | None:
     return float(json.loads(io_utils.read_string_file(path))["seconds"])
 
 
-def import_tfdf_ops(candidates: Mapping[str, Mapping[str, Any]]) -> None:
-    """TF-DF models need its custom ops registered before they load."""
-    if any(c.get("trainer") == "tfdf" for c in candidates.values()):
-        import tensorflow_decision_forests  # noqa: F401
-
-
 class SelectorSpec(types.ComponentSpec):
     PARAMETERS = {"metric": ExecutionParameter(type=str), "label": ExecutionParameter(type=str),
                   "candidates": ExecutionParameter(type=str)}  # JSON: name -> model options
@@ -194,7 +192,6 @@ class SelectorSpec(types.ComponentSpec):
 class SelectorExecutor(base_executor.BaseExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         metric, candidates = exec_properties["metric"], json.loads(exec_properties["candidates"])
-        import_tfdf_ops(candidates)
         serialized, labels = load_examples(input_dict["examples"][0], "validation", exec_properties["label"])
         models = by_candidate(input_dict["models"])
         scores = {}
@@ -271,7 +268,6 @@ def format_table(metric: str, rows: list[Row], test_rows: int) -> str:
 class ComparisonExecutor(base_executor.BaseExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         metric, candidates = exec_properties["metric"], json.loads(exec_properties["candidates"])
-        import_tfdf_ops(candidates)
         selection = json.loads(io_utils.read_string_file(
             os.path.join(input_dict["selection"][0].uri, SELECTION_FILE)))
         serialized, labels = load_examples(input_dict["examples"][0], "test", exec_properties["label"])

@@ -5,8 +5,8 @@ over the unshuffled transformed examples, the validation split given as
 `validation_data` (GBT's early stopping then watches it instead of holding out
 part of train), and the export through the same signatures as the Keras modes,
 so the served outputs are the same. The model needs TF-DF's custom ops wherever
-it is loaded: `import tensorflow_decision_forests` in Python (`pipeline compare`
-does it when a candidate is a tfdf model); TF Serving needs a build with TF-DF ops.
+it is loaded: in Python `import tensorflow_decision_forests` (`models.tfdf_ops`,
+used by `pipeline compare` and `predict`); TF Serving needs a build with TF-DF ops.
 """
 from __future__ import annotations
 

@@ -126,14 +126,13 @@ def run_compare(spec: DatasetSpec, config, builders: list[str] | None = None, me
     """Runs the comparison pipeline locally; returns the run report and the table text."""
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
-    from components.candidates import import_tfdf_ops
     from pipeline.local_runner import summarize
     from pipeline.pipeline_def import create_pipeline
 
     candidates = candidates_for(spec, builders)
     chosen_by = selection_metric(spec, metric)
-    # The Evaluator loads a TF-DF winner in this process: its ops must be registered first.
-    import_tfdf_ops({c.name: {**spec.model, **c.model} for c in candidates})
+    if any({**spec.model, **c.model}.get("trainer") == "tfdf" for c in candidates):
+        import tensorflow_decision_forests  # noqa: F401  (the Evaluator loads a TF-DF winner in this process)
     log.info("Comparing %d candidates on %s (chosen by validation %s, reported on test): %s", len(candidates),
              spec.name, chosen_by, ", ".join(c.name for c in candidates))
     config.metadata_for(spec).parent.mkdir(parents=True, exist_ok=True)
