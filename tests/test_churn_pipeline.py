@@ -116,8 +116,8 @@ def test_scaler_statistics_come_from_the_train_split_only(first_run):
         {"CreditScore": tf.constant([[0], [1]], dtype=raw_spec["CreditScore"].dtype)})["CreditScore"].numpy().ravel()
     std = 1.0 / (z[1] - z[0])
     mean = -z[0] * std
-    assert abs(train.mean() - both.mean()) > 0.05  # the check below can tell the two apart
-    assert mean == pytest.approx(train.mean(), abs=0.01)
+    assert abs(train.mean() - both.mean()) > 1.0  # the check below can tell the two apart
+    assert mean == pytest.approx(train.mean(), abs=0.1)  # tf.Transform accumulates in float32
     assert std == pytest.approx(train.std(), rel=1e-3)
 
 
@@ -182,13 +182,17 @@ def test_slices_are_reported_per_geography_and_gender(first_run):
 
 
 def test_a_model_that_misses_a_gate_is_told_which_value_and_bound(first_run, churn_spec, churn_sample, config):
-    report = run_local(churn_spec, dataclass_replace(config, input_base=str(churn_sample),
+    """Another seed trains another model; the first run's model is its baseline."""
+    report = run_local(churn_spec, dataclass_replace(config, input_base=str(churn_sample), seed=7,
                                                      thresholds={"AUC": {"lower_bound": 0.99}}))
     assert report.blessed is False and report.pushed_path is None
-    [failure] = report.failures  # the same model as the blessed baseline: only the value gate fails
-    assert failure == (f"auc on the test split (overall) is {report.metrics['auc']:.4f}, needs >= 0.99; "
-                       f"last blessed model: {first_run.metrics['auc']:.4f}")
-    assert f"failed: {failure}" in report.summary()
+    expected = (f"auc on the test split (overall) is {report.metrics['auc']:.4f}, needs >= 0.99; "
+                f"last blessed model: {first_run.metrics['auc']:.4f}")
+    assert expected in report.failures
+    # The no-regression gate fails too exactly when this model scores below the baseline.
+    regressed = report.metrics["auc"] < first_run.metrics["auc"]
+    assert len(report.failures) == 1 + regressed
+    assert f"failed: {expected}" in report.summary()
 
 
 def _drifted(home: pathlib.Path, name: str, edit) -> pathlib.Path:
