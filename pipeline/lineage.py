@@ -41,6 +41,17 @@ def pushed_model(store: mlmd.MetadataStore, version_dir: str) -> Artifact:
     return max(pushed, key=lambda a: (a.create_time_since_epoch, a.id))
 
 
+def run_of(store: mlmd.MetadataStore, artifact: Artifact) -> str | None:
+    """The id of the pipeline run whose component produced `artifact`."""
+    producers = [e.execution_id for e in store.get_events_by_artifact_ids([artifact.id]) if e.type in _OUTPUTS]
+    run_type = store.get_context_type("pipeline_run").id
+    for execution_id in producers:
+        for context in store.get_contexts_by_execution(execution_id):
+            if context.type_id == run_type:
+                return context.name
+    return None
+
+
 def upstream(store: mlmd.MetadataStore, artifact: Artifact) -> list[Artifact]:
     """Every artifact `artifact` was derived from, nearest first."""
     seen, found = {artifact.id}, []

@@ -27,6 +27,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_p
 
 from pipeline import lineage, metadata, serving_logs
 from pipeline.config import PipelineConfig
+from pipeline.monitor_results import monitoring_dir
 from pipeline.predict import latest_version
 from specs.dataset import DatasetSpec
 
@@ -53,6 +54,8 @@ class MonitorResult:
     files: int
     breaches: list[Breach]
     output_dir: pathlib.Path
+    run_id: str | None = None               # the run that pushed the served model
+    report: pathlib.Path | None = None      # its run report, rewritten with this check in it
 
 
 def load_statistics(artifact_uri: str, split: str = "train") -> statistics_pb2.DatasetFeatureStatisticsList:
@@ -126,7 +129,7 @@ def write_outputs(output_dir: pathlib.Path, result: MonitorResult, serving: stat
     output_dir.mkdir(parents=True, exist_ok=True)
     tfdv.write_anomalies_text(anomalies, str(output_dir / "anomalies.pbtxt"))
     tfdv.write_stats_text(serving, str(output_dir / "serving_stats.pbtxt"))
-    summary = {"model": result.model_dir, "rows": result.rows, "files": result.files,
+    summary = {"model": result.model_dir, "run_id": result.run_id, "rows": result.rows, "files": result.files,
                "breaches": [dataclasses.asdict(b) for b in result.breaches]}
     (output_dir / "monitor.json").write_text(json.dumps(summary, indent=2))
     (output_dir / "monitor.html").write_text(html_section(result))
@@ -138,22 +141,25 @@ def html_section(result: MonitorResult) -> str:
     rows = "".join(f"<tr><td>{html.escape(b.feature)}</td><td>{b.kind}</td><td>{html.escape(b.detail)}</td></tr>"
                    for b in result.breaches)
     table = (f"<table><tr><th>feature</th><th>check</th><th>detail</th></tr>{rows}</table>" if rows else "")
-    return (f'<section id="monitoring"><h2>Serving data vs training data</h2>'
+    checked = result.output_dir.name
+    return (f"<h3>Check {html.escape(checked)}</h3>"
             f"<p>Model {html.escape(result.model_dir)}: {result.rows} logged instances from {result.files} "
-            f"file(s): {verdict}.</p>{table}</section>\n")
+            f"file(s): {verdict}.</p>{table}\n")
 
 
 def monitor(spec: DatasetSpec, config: PipelineConfig, logs: pathlib.Path, since: dt.datetime | None = None,
-            output_dir: pathlib.Path | None = None) -> MonitorResult:
-    """Checks the logged requests under `logs` against the served model's training data."""
+            output_dir: pathlib.Path | None = None, model_name: str | None = None) -> MonitorResult:
+    """Checks the logged requests under `logs` (to `model_name`, default the data set's name) against the
+    served model's training data."""
     model_dir = str(latest_version(pathlib.Path(config.serving_dir_for(spec))))
     store = metadata.open_store(config.metadata_for(spec))
+    run_id = lineage.run_of(store, lineage.pushed_model(store, model_dir))
     training_artifact = lineage.training_statistics(store, model_dir)
     training = load_statistics(training_artifact.uri)
     files = serving_logs.log_files(logs, since)
-    rows = serving_logs.logged_rows(files, spec.name)
+    rows = serving_logs.logged_rows(files, model_name or spec.name)
     if not rows:
-        raise ValueError(f"no logged {spec.name} requests in {logs}"
+        raise ValueError(f"no logged {model_name or spec.name} requests in {logs}"
                          f"{' since ' + since.isoformat() if since else ''}; is request logging on "
                          "(logging_config in the model server's config)?")
     log.info("Comparing %d logged instances from %d file(s) with the training data of %s (%s)",
@@ -161,6 +167,9 @@ def monitor(spec: DatasetSpec, config: PipelineConfig, logs: pathlib.Path, since
     breaches, serving, anomalies = compare(spec, load_schema(config.schema_for(spec)), training, rows)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     result = MonitorResult(model_dir, len(rows), len(files), breaches,
-                           output_dir or config.home / spec.name / "monitoring" / stamp)
+                           output_dir or monitoring_dir(config, spec) / stamp, run_id)
     write_outputs(result.output_dir, result, serving, anomalies)
+    if run_id:  # the served model's run report gains this check as a section
+        from pipeline.report import write_report
+        result.report = write_report(spec, config, run_id)
     return result

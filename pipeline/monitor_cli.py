@@ -30,12 +30,14 @@ def parse_since(text: str) -> dt.datetime:
 def cmd_monitor(args: argparse.Namespace) -> int:
     from pipeline.monitor import DRIFT_DETECTED, monitor  # TFDV and TF only when monitoring
     config = PipelineConfig(home=args.home.resolve(), serving_dir=args.serving_dir.resolve())
-    result = monitor(load_spec(args.dataset), config, args.logs, args.since, args.output)
+    result = monitor(load_spec(args.dataset), config, args.logs, args.since, args.output, args.model_name)
     for breach in result.breaches:
         print(breach.line())
     verdict = f"{len(result.breaches)} breach(es)" if result.breaches else "no breach"
     print(f"{result.rows} logged instances checked against the training data of {result.model_dir}: {verdict}. "
-          f"Anomalies and report section: {result.output_dir}")
+          f"Anomalies and statistics: {result.output_dir}")
+    if result.report:
+        print(f"Run report of the served model, with this check: {result.report}")
     return DRIFT_DETECTED if result.breaches else 0
 
 
@@ -48,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_dataset_arg(parser)
     parser.add_argument("--logs", type=pathlib.Path, required=True,
                         help="request log file or folder (the server's logging_config filename_prefix folder)")
+    parser.add_argument("--model-name", metavar="NAME",
+                        help="the name the model is served under (default: the data set's name)")
     parser.add_argument("--since", type=parse_since, metavar="WHEN",
                         help="only log files written since WHEN: an ISO date/time or an age such as 6h or 2d")
     parser.add_argument("--home", type=pathlib.Path, default=PipelineConfig.home,
@@ -56,6 +60,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="Pusher base dir; the newest version of the data set's model is checked "
                              "(default: %(default)s)")
     parser.add_argument("--output", type=pathlib.Path,
-                        help="folder for anomalies.pbtxt, serving statistics and monitor.html "
-                             "(default: HOME/NAME/monitoring/<time>)")
+                        help="folder for anomalies.pbtxt, serving statistics and monitor.html (default: "
+                             "HOME/NAME/monitoring/<time>, which the served model's run report shows)")
     parser.set_defaults(func=cmd_monitor)

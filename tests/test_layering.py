@@ -19,8 +19,8 @@ OURS = ("specs", "serving", "models", "components", "pipeline", "bench")
 ALLOWED = {
     "specs": {"specs"},
     "serving": {"serving", "specs"},
-    "models": {"models", "specs"},
-    "components": {"components", "specs", "serving"},
+    "models": {"models", "specs", "serving"},
+    "components": {"components", "specs", "serving", "models"},
     "pipeline": {"pipeline", "specs", "serving", "models", "components"},
     "bench": set(OURS),
 }

@@ -39,9 +39,9 @@ def training_rows(examples_uri: str, limit: int) -> list[dict]:
     return rows
 
 
-def monitor(config, logs: pathlib.Path) -> subprocess.CompletedProcess:
+def monitor(config, logs: pathlib.Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pipeline", "monitor", "--dataset", "churn", "--logs", str(logs),
-                           "--home", str(config.home), "--serving-dir", str(config.serving_dir)],
+                           "--home", str(config.home), "--serving-dir", str(config.serving_dir), *extra],
                           cwd=REPO, capture_output=True, text=True, timeout=900)
 
 
@@ -64,31 +64,41 @@ def test_monitor_flags_a_shifted_stream_and_the_unseen_customer(churn_spec, chur
 
     logs = tmp_path / "logs"
     model_config = tmp_path / "models.config"
+    # One pushed model under two names, each with its own request log: "churn" sees customers like the
+    # training data, "churn_canary" sees customers 15 years older, a quarter from a new country.
     model_config.write_text(textwrap.dedent(f"""
-        model_config_list {{ config {{
-          name: "churn" base_path: "{config.serving_dir / 'churn'}"
-          logging_config {{
-            log_collector_config {{ filename_prefix: "{logs / 'churn'}" }}
-            sampling_config {{ sampling_rate: 1.0 }}
+        model_config_list {{
+          config {{
+            name: "churn" base_path: "{config.serving_dir / 'churn'}"
+            logging_config {{
+              log_collector_config {{ filename_prefix: "{logs / 'churn' / 'requests'}" }}
+              sampling_config {{ sampling_rate: 1.0 }}
+            }}
           }}
-        }} }}"""))
-    server = start_server([f"--model_config_file={model_config}"], tmp_path / "server.log", wait_for=["churn"])
+          config {{
+            name: "churn_canary" base_path: "{config.serving_dir / 'churn'}"
+            logging_config {{
+              log_collector_config {{ filename_prefix: "{logs / 'canary' / 'requests'}" }}
+              sampling_config {{ sampling_rate: 1.0 }}
+            }}
+          }}
+        }}"""))
+    shifted = [dict(row, Age=row["Age"] + 15, **({"Geography": "Atlantis"} if i % 4 == 0 else {}))
+               for i, row in enumerate(rows[200:400])]
+    server = start_server([f"--model_config_file={model_config}"], tmp_path / "server.log",
+                          wait_for=["churn", "churn_canary"])
     try:
         with server.rest() as rest:
             for start in range(0, 200, 20):
                 rest.predict("churn", instances=rows[start:start + 20])
-            wait_for_records(logs, 10)
-            unshifted = monitor(config, logs)
-
-            shifted = [dict(row, Age=row["Age"] + 15, **({"Geography": "Atlantis"} if i % 4 == 0 else {}))
-                       for i, row in enumerate(rows[200:400])]
-            for start in range(0, 200, 20):
-                rest.predict("churn", instances=shifted[start:start + 20])
-            answer = rest.predict("churn", instances=[dict(churn_spec.example_instance)])
-            wait_for_records(logs, 21)
-            drifted = monitor(config, logs)
+                rest.predict("churn_canary", instances=shifted[start:start + 20])
+            answer = rest.predict("churn_canary", instances=[dict(churn_spec.example_instance)])
+            wait_for_records(logs / "churn", 10)
+            wait_for_records(logs / "canary", 11)
     finally:
         stop_process(server.process)
+    unshifted = monitor(config, logs / "churn")
+    drifted = monitor(config, logs / "canary", "--model-name", "churn_canary")
 
     assert unshifted.returncode == 0, unshifted.stdout + unshifted.stderr
     assert "200 logged instances" in unshifted.stdout and "no breach" in unshifted.stdout
@@ -100,5 +110,9 @@ def test_monitor_flags_a_shifted_stream_and_the_unseen_customer(churn_spec, chur
     assert any(line.startswith("out_of_domain: feature 'Geography'") and "Atlantis" in line for line in lines)
     assert any(line.startswith("outside_training_range: feature 'NumOfProducts'") for line in lines)
     assert not any("'Gender'" in line or "'Tenure'" in line for line in lines), drifted.stdout
-    report = sorted((config.home / "churn" / "monitoring").glob("*/monitor.html"))[-1].read_text()
-    assert "NumOfProducts" in report and "Atlantis" in report
+    section = sorted((config.home / "churn" / "monitoring").glob("*/monitor.html"))[-1].read_text()
+    assert "NumOfProducts" in section and "Atlantis" in section
+    report_line = next(line for line in lines if line.startswith("Run report of the served model"))
+    report = pathlib.Path(report_line.split(": ", 1)[1]).read_text()
+    assert 'id="monitoring"' in report and report.count("<h3>Check ") == 2, "both checks are in the run report"
+    assert "Atlantis" in report

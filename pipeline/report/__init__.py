@@ -15,6 +15,7 @@ import shutil
 from typing import Callable
 
 from pipeline.config import PipelineConfig
+from pipeline.monitor_results import sections_for_run
 from pipeline.report import data_sections, html, image_grid, model_sections
 from pipeline.report.run_data import RunData, load_run, open_run_store, property_value
 from specs.dataset import DatasetSpec
@@ -52,8 +53,8 @@ def overview(run: RunData, version: tuple[str, str] | None) -> str:
     return html.table(["", ""], rows) + data_sections.stopped_by(run)
 
 
-def render(run: RunData, spec: DatasetSpec) -> str:
-    """The report's HTML for one run."""
+def render(run: RunData, spec: DatasetSpec, monitoring: list[str] | None = None) -> str:
+    """The report's HTML for one run; `monitoring`: HTML of the served model's monitoring checks."""
     version = served_version(run)
     sections = [
         ("overview", "Overview", lambda: overview(run, version)),
@@ -69,6 +70,8 @@ def render(run: RunData, spec: DatasetSpec) -> str:
     ]
     if spec.image_feature:
         sections.insert(-3, ("images", "Held-out images", lambda: image_grid.image_section(run, spec)))
+    if monitoring:
+        sections.append(("monitoring", "Monitoring: served data vs training data", lambda: "".join(monitoring)))
     return html.page(f"Run report: {run.dataset}", f"run {run.run.run_id}",
                      [(anchor, title, _guarded(build, title)) for anchor, title, build in sections])
 
@@ -85,7 +88,7 @@ def write_report(spec: DatasetSpec, config: PipelineConfig, run_id: str | None =
     run = load_run(store, spec.name, run_id)
     path = output or report_path(config, spec, run.run.run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(run, spec), encoding="utf-8")
+    path.write_text(render(run, spec, sections_for_run(config, spec, run.run.run_id)), encoding="utf-8")
     version = served_version(run)
     if version and "://" not in version[1] and os.path.isdir(version[1]):
         served_copy = pathlib.Path(version[1], "reports", f"{version[0]}.html")
