@@ -147,3 +147,22 @@ def test_malformed_content_length_is_400(transport):
     port, _ = transport
     [answer] = raw_exchange(port, b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 400")
+
+
+def test_a_truncated_body_costs_only_its_connection(transport):
+    port, _ = transport
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"inst")
+    [answer] = raw_exchange(port, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200")
+
+
+def test_a_malformed_chunked_body_is_411_and_closes_the_connection(transport):
+    port, _ = transport
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"zz\r\n{}\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):  # the server closes after answering
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 411") and b"Connection: close" in answer

@@ -207,3 +207,25 @@ def test_predict_records_decode_with_tf_serving_protos():
     assert (metadata.model_spec.name, metadata.model_spec.signature_name) == ("m", "serving_default")
     assert (metadata.sampling_config.sampling_rate, metadata.timestamp_secs) == (0.5, 1_700_000_000)
     assert list(metadata.saved_model_tags) == ["serve"]
+
+
+def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path, caplog):
+    """Offers far faster than the writer can write: the caller never waits, every record is written or counted."""
+    from types import SimpleNamespace
+
+    from serving.config import ModelEntry
+    from serving.request_log import RequestLogger
+
+    entry = ModelEntry("m", "/unused", logging=RequestLogging(1.0, str(tmp_path / "requests")))
+    logger = RequestLogger(lambda: [entry], max_queue=1)
+    servable = SimpleNamespace(name="m", version=1)
+    rows = {"x": np.arange(64, dtype=np.float32)}
+    offered = 5000
+    for _ in range(offered):
+        logger.predict(servable, "", rows, [], rows)
+    dropped = logger.dropped
+    logger.close()
+    written = sum(1 for path in tmp_path.glob("requests.*.tfrecord") for _ in tf.data.TFRecordDataset(str(path)))
+    assert dropped > 0
+    assert written + dropped == offered
+    assert "records dropped so far" in caplog.text
