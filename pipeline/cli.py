@@ -9,6 +9,7 @@ import re
 import sys
 from typing import Callable, Sequence
 
+from pipeline import exit_codes
 from pipeline.config import PipelineConfig
 from pipeline.run_args import add_dataset_arg, add_run_args, config_from_args
 from specs.dataset import load_spec
@@ -18,7 +19,6 @@ log = logging.getLogger("pipeline")
 
 
 BEAM_STEP_SUFFIX = re.compile(r" \[while running '[^']*'\]$")
-NOT_BLESSED = 3  # exit code of `run` when the model missed a threshold: nothing was pushed
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -36,7 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_after_run(spec, config)
     if args.report:
         args.report.write_text(json.dumps(report.to_dict(), indent=2))
-    return NOT_BLESSED if report.blessed is False else 0
+    return exit_codes.NOT_BLESSED if report.blessed is False else exit_codes.DONE
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -139,13 +139,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except (SpecError, UsageError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return exit_codes.USAGE
     except Exception as e:  # noqa: BLE001 - a failed component: say what failed, not a stack trace
         if args.verbose:
             raise
         message = BEAM_STEP_SUFFIX.sub("", str(e))  # Beam appends the step a DoFn failed in
         print(f"error: {type(e).__name__}: {message}\n(run with --verbose for the full trace)", file=sys.stderr)
-        return 1
+        return exit_codes.FAILED
 
 
 if __name__ == "__main__":

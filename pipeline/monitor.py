@@ -32,7 +32,6 @@ from pipeline.predict import latest_version
 from specs.dataset import DatasetSpec
 
 log = logging.getLogger(__name__)
-DRIFT_DETECTED = 4  # exit code of `monitor` when a check is breached
 
 
 @dataclasses.dataclass(frozen=True)

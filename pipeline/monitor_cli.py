@@ -6,6 +6,7 @@ import datetime as dt
 import pathlib
 import re
 
+from pipeline import exit_codes
 from pipeline.config import PipelineConfig
 from pipeline.run_args import add_dataset_arg
 from specs.dataset import load_spec
@@ -28,7 +29,7 @@ def parse_since(text: str) -> dt.datetime:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from pipeline.monitor import DRIFT_DETECTED, monitor  # TFDV and TF only when monitoring
+    from pipeline.monitor import monitor  # TFDV and TF only when monitoring
     config = PipelineConfig(home=args.home.resolve(), serving_dir=args.serving_dir.resolve())
     result = monitor(load_spec(args.dataset), config, args.logs, args.since, args.output, args.model_name)
     for breach in result.breaches:
@@ -38,7 +39,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
           f"Anomalies and statistics: {result.output_dir}")
     if result.report:
         print(f"Run report of the served model, with this check: {result.report}")
-    return DRIFT_DETECTED if result.breaches else 0
+    return exit_codes.BREACH if result.breaches else exit_codes.DONE
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -5,11 +5,10 @@ import argparse
 import json
 import pathlib
 
+from pipeline import exit_codes
 from pipeline.kubeflow_cli import add_cluster_args, cluster_options, run_options
 from pipeline.run_args import add_run_args, config_from_args
 from specs.dataset import load_spec
-
-NOT_BLESSED = 3  # as `run`: the model missed a threshold, nothing was pushed
 
 
 def cmd_train_cluster(args: argparse.Namespace) -> int:
@@ -18,7 +17,7 @@ def cmd_train_cluster(args: argparse.Namespace) -> int:
     print(report.summary())
     if args.report:
         args.report.write_text(json.dumps(report.to_dict(), indent=2))
-    return NOT_BLESSED if report.run.blessed is False else 0
+    return exit_codes.NOT_BLESSED if report.run.blessed is False else exit_codes.DONE
 
 
 def cmd_compile_cluster(args: argparse.Namespace) -> int:

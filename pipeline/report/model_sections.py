@@ -236,9 +236,8 @@ def blessing_section(run: RunData) -> str:
                        "No earlier blessed model: only the value thresholds applied.")]
     evaluation = run.output("evaluation")
     if evaluation is not None and not blessed:
-        import tensorflow_model_analysis as tfma
-        failures = _failures(tfma.load_validation_result(evaluation.uri))
-        parts.append(table(["metric", "why it failed"], sorted(failures.items())))
+        from pipeline.gate_report import explain_failures  # the run summary's own words, one implementation
+        parts.append("<ul>" + "".join(f"<li>{esc(line)}</li>" for line in explain_failures(evaluation.uri)) + "</ul>")
     return "".join(parts)
 
 
