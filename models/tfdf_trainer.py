@@ -17,7 +17,7 @@ import tensorflow_decision_forests as tfdf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from models import signatures
+from models import operating_point, signatures
 from models.history import TrainingHistory
 from models.keras_trainer import make_dataset
 from specs.dataset import DatasetSpec
@@ -52,4 +52,7 @@ def train(fn_args: FnArgs, spec: DatasetSpec, hparams: Mapping[str, Any]) -> Non
     history = TrainingHistory(fn_args.model_run_dir, "tfdf")
     history.record(1, 1, {"num_trees": trees})
     history.choose(1, f"{trees} trees kept by early stopping on the validation split")
-    signatures.export_keras_model(model, spec, tf_transform_output, fn_args.serving_model_dir)
+    point = hparams.get("operating_point")  # served class_ids at the threshold chosen on validation, as keras
+    threshold = operating_point.choose_and_record(*operating_point.keras_validation_scores(model, validation_ds),
+                                                  point, fn_args.model_run_dir) if point else 0.5
+    signatures.export_keras_model(model, spec, tf_transform_output, fn_args.serving_model_dir, threshold)
