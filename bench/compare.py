@@ -17,6 +17,7 @@ import contextlib
 import json
 import pathlib
 import shutil
+import sys
 
 from bench.pipelines import RESULTS, WORK, machine
 from pipeline.config import PipelineConfig
@@ -54,7 +55,7 @@ def main() -> None:
         report, table = run_compare(spec, config, args.builders.split(",") if args.builders else None)
     print(table)
     comparison = report.component("CandidateComparison").outputs["comparison"][0].uri
-    result = {"dataset": spec.name, "command": " ".join(["python -m bench.compare", *__import__("sys").argv[1:]]),
+    result = {"dataset": spec.name, "command": " ".join(["python -m bench.compare", *sys.argv[1:]]),
               "data": f"tfds.testing.mock_data ({args.mock} examples per split read, random labels)" if args.mock
               else "real", "seconds": round(report.seconds, 1), "winner_blessed": report.blessed,
               "winner_pushed": report.pushed_path is not None, "winner_test_metrics_tfma": report.metrics,

@@ -34,7 +34,6 @@ from tfx.utils import io_utils, path_utils
 
 from models import tfdf_ops
 
-log = logging.getLogger(__name__)
 progress = logging.getLogger("progress.compare")
 
 TRAINER_PREFIX = "Trainer."
