@@ -110,7 +110,7 @@ def bench_accuracy(name: str, parallel: bool = False) -> dict:
     runs = parallel_runs(name, home) if parallel else [one_run(spec, seed_config(spec, home, seed)) for seed in SEEDS]
     result = {"dataset": name, "trainer": spec.default_trainer, "tuned": tune, "split": "test",
               "split_fractions": dict(spec.splits), "seeds": list(SEEDS),
-              "command": f"python -m bench.accuracy --dataset {name}",
+              "command": f"python -m bench.accuracy --dataset {name}" + (" --parallel-seeds" if parallel else ""),
               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
               "gates": metric_thresholds(spec), "targets": TARGETS.get(name, {}),
               "summary": summarize(runs), "runs": runs}

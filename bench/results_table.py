@@ -31,12 +31,19 @@ def met(value: float, op: str, bound: float) -> bool:
     return value >= bound if op == ">=" else value <= bound
 
 
+def seeds_meeting(result: dict, metric: str, bounds: dict) -> int:
+    name = GATE_NAMES[metric]
+    return sum(all(met(run["metrics"][name], ">=" if key == "lower_bound" else "<=", value)
+                   for key, value in bounds.items()) for run in result["runs"])
+
+
 def row(result: dict) -> str:
     summary = result["summary"]
-    figures = ", ".join(f"{SHOWN[name]} {summary[name]['mean']:.3f} ± {summary[name]['std']:.3f}"
+    figures = ", ".join(f"{SHOWN[name]} {summary[name]['mean']:.3f} ± {summary[name]['std']:.4f}"
                         for name in SHOWN if name in summary)
     count = int(summary["example_count"]["mean"])
-    gates = "; ".join(f"{metric} {bound_text(bounds)}" for metric, bounds in result["gates"].items()) or "none"
+    gates = "; ".join(f"{metric} {bound_text(bounds)} (met by {seeds_meeting(result, metric, bounds)} of "
+                      f"{len(result['runs'])} seeds)" for metric, bounds in result["gates"].items()) or "none"
     targets = []
     for name, (op, bound) in result["targets"].items():
         value = summary[name]["mean"]
