@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import argparse
 
+from pipeline import exit_codes
 from pipeline.run_args import add_run_args, config_from_args
 from specs.dataset import load_spec
 from specs.errors import UsageError
-
-NOT_BLESSED = 3  # as for `run`: the winner missed a threshold, nothing was pushed
 
 
 def builder_list(text: str) -> list[str]:
@@ -31,7 +30,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(report.summary())
     if table:
         print("\nCandidates (comparison table artefact of this run):\n" + table)
-    return NOT_BLESSED if report.blessed is False else 0
+    return exit_codes.NOT_BLESSED if report.blessed is False else exit_codes.DONE  # as `run`: winner not pushed
 
 
 def register(sub: argparse._SubParsersAction) -> None:
