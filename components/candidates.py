@@ -32,7 +32,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils, path_utils
 
-from models import tfdf_ops
+from serving import custom_ops
 
 progress = logging.getLogger("progress.compare")
 
@@ -119,7 +119,7 @@ def load_examples(examples: types.Artifact, split: str, label: str) -> tuple[np.
 def load_served(model: types.Artifact) -> Callable:
     """The model's `serving_tf_example` signature, as the Evaluator and batch scoring call it."""
     saved_model_dir = path_utils.serving_model_path(model.uri)
-    tfdf_ops.register_ops_for(saved_model_dir)
+    custom_ops.register_ops_for(saved_model_dir)
     return tf.saved_model.load(saved_model_dir).signatures["serving_tf_example"]
 
 
@@ -160,7 +160,7 @@ def served_latency_ms(signature: Callable, example: bytes) -> float:
 
 def parameter_count(saved_model_dir: str) -> int | None:
     """Weights in the SavedModel's checkpoint (no optimizer slots, metric state or scalars); None for trees."""
-    if tfdf_ops.is_tfdf_model(saved_model_dir):
+    if custom_ops.is_tfdf_model(saved_model_dir):
         return None  # the trees live in assets/, not in variables
     names = tf.train.list_variables(os.path.join(saved_model_dir, "variables", "variables"))
     return int(sum(np.prod(shape) for name, shape in names

@@ -5,7 +5,7 @@ over the unshuffled transformed examples, the validation split given as
 `validation_data` (GBT's early stopping then watches it instead of holding out
 part of train), and the export through the same signatures as the Keras modes,
 so the served outputs are the same. The model needs TF-DF's custom ops wherever
-it is loaded: in Python `import tensorflow_decision_forests` (`models.tfdf_ops`,
+it is loaded: in Python `import tensorflow_decision_forests` (`serving.custom_ops`,
 used by `pipeline compare` and `predict`); TF Serving needs a build with TF-DF ops.
 """
 from __future__ import annotations

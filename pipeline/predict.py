@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import tensorflow as tf
 
 from components.pusher import latest_version_dir
-from models import tfdf_ops
+from serving import custom_ops
 from serving import json_codec
 from serving.errors import ServingError
 from serving.servable import DEFAULT_SIGNATURE, Servable
@@ -51,7 +51,7 @@ def to_inputs(signature: Any, instances: list[Mapping[str, Any]]) -> dict[str, t
 def predict(model_dir: pathlib.Path, instances: list[Mapping[str, Any]],
             signature_name: str = DEFAULT_SIGNATURE) -> list[dict[str, Any]]:
     """One {output: value} object per instance, values written as TF Serving's REST API writes them."""
-    tfdf_ops.register_ops_for(str(model_dir))  # a TF-DF model (trainer tfdf) needs TF-DF's ops to load
+    custom_ops.register_ops_for(str(model_dir))  # a TF-DF model (trainer tfdf) needs TF-DF's ops to load
     servable = Servable.load("predict", 0, str(model_dir))
     try:
         inputs, _ = json_codec.predict_inputs({"instances": list(instances)},

@@ -21,6 +21,7 @@ from google.protobuf import text_format
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, saved_model_pb2
 
+from serving import custom_ops
 from serving.errors import Code, ServingError, failed_precondition, invalid_argument
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class Servable:
         meta_graph = read_meta_graph(path)
         if not any(not key.startswith("__") for key in meta_graph.signature_def):
             raise ValueError("SavedModel has no serving signatures")
+        custom_ops.register_ops_for(path)
         graph = tf.Graph()
         session = tf.compat.v1.Session(graph=graph, config=session_config)
         with graph.as_default():
