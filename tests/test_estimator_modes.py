@@ -142,4 +142,4 @@ def test_bad_input_stops_the_run_and_keeps_the_pushed_model(runs, case, spec, co
     with pytest.raises(error, match=message):
         run_local(spec, dataclasses.replace(config, input_base=str(bad), trainer="estimator"))
     assert sorted(p.name for p in serving.iterdir()) == before
-    assert latest_version(serving) == pathlib.Path(runs["premade"].pushed_path)
+    assert latest_version(serving) == pathlib.Path(runs[TRAINERS[-1]].pushed_path)  # the last mode's push
