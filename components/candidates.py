@@ -4,11 +4,13 @@
 `serving_tf_example` signature, Transform graph included) on the raw
 `validation` split and outputs a copy of the best one as its `model`, which the
 Evaluator gates on `test` and the Pusher pushes: only the winner is pushed.
-It never opens the test split. `CandidateComparison` then scores every
-candidate on `test` (the metric with a bootstrap confidence interval) and adds
-parameter count, training time, served latency and model size: the comparison
-table, written as `comparison.json` and `comparison.txt`. It reads the
-selection, so the table cannot influence the choice.
+It never opens the test split. `CandidateComparison` then evaluates every
+candidate on `test` in one TensorFlow Model Analysis run (one EvalConfig, one
+model spec per candidate, TFMA's Poisson-bootstrap confidence intervals; the
+eval result is kept in the artefact under `evaluation/`) and adds parameter
+count, training time, served latency and model size: the comparison table,
+written as `comparison.json` and `comparison.txt`. It reads the selection, so
+the table cannot influence the choice.
 
 Which Trainer produced a model is read from the artifact's URI, which TFX lays
 out as `<pipeline_root>/<component id>/<output key>/<execution id>`; candidate
@@ -24,13 +26,16 @@ import pathlib
 import time
 from typing import Any, Callable, Iterable, Mapping
 
+import apache_beam as beam
 import numpy as np
 import tensorflow as tf
+import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.metrics import metric_specs
 from tfx import types
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
-from tfx.utils import io_utils, path_utils
+from tfx.utils import io_utils, path_utils, proto_utils
 
 from serving import custom_ops
 
@@ -39,7 +44,8 @@ progress = logging.getLogger("progress.compare")
 TRAINER_PREFIX = "Trainer."
 SELECTION_FILE = "selection.json"
 TABLE_JSON, TABLE_TEXT = "comparison.json", "comparison.txt"
-BOOTSTRAP_SAMPLES = 1000
+EVALUATION_DIR = "evaluation"  # the TFMA eval result inside the comparison artefact
+CI_METHOD = tfma.ConfidenceIntervalOptions.POISSON_BOOTSTRAP  # TFMA: 20 replicates, 95% t-interval
 LATENCY_CALLS = 50
 LOWER_IS_BETTER = ("MeanSquaredError", "MeanAbsoluteError", "RootMeanSquaredError")
 
@@ -133,17 +139,6 @@ def predict(signature: Callable, serialized: np.ndarray, batch_size: int = 256) 
     return {key: np.concatenate(values) for key, values in parts.items()}
 
 
-def bootstrap_interval(metric: Callable, labels: np.ndarray, outputs: Mapping[str, np.ndarray],
-                       seed: int, samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float]:
-    """95% percentile interval of the metric over `samples` resamples of the rows (with replacement)."""
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(samples):
-        rows = rng.integers(0, len(labels), len(labels))
-        values.append(metric(labels[rows], {k: v[rows] for k, v in outputs.items()}))
-    low, high = np.nanpercentile(values, [2.5, 97.5])
-    return float(low), float(high)
-
 
 def served_latency_ms(signature: Callable, example: bytes) -> float:
     """Median wall time of one single-example call, after warm-up (in process, no network)."""
@@ -221,13 +216,66 @@ class CandidateSelector(base_component.BaseComponent):
 
 
 class ComparisonSpec(types.ComponentSpec):
-    PARAMETERS = {"metric": ExecutionParameter(type=str), "label": ExecutionParameter(type=str),
+    PARAMETERS = {"metric": ExecutionParameter(type=str), "eval_config": ExecutionParameter(type=tfma.EvalConfig),
                   "candidates": ExecutionParameter(type=str), "seed": ExecutionParameter(type=int)}
     INPUTS = {"examples": ChannelParameter(type=standard_artifacts.Examples),
               "models": ChannelParameter(type=standard_artifacts.Model),
               "model_runs": ChannelParameter(type=standard_artifacts.ModelRun),
               "selection": ChannelParameter(type=ModelSelection)}
     OUTPUTS = {"comparison": ChannelParameter(type=ModelComparison)}
+
+
+def candidates_eval_config(gate_config: tfma.EvalConfig, names: Iterable[str], metric: str) -> tfma.EvalConfig:
+    """The Evaluator's EvalConfig made into one over every candidate.
+
+    Its served-model spec (signature, label and prediction keys) once per
+    candidate, named after it; the choosing metric as the spec configures it,
+    for all candidates, without thresholds (they gate the winner in the
+    Evaluator); the whole split; TFMA's own confidence intervals.
+    """
+    names = list(names)
+    model_specs = []
+    for name in names:
+        model_spec = tfma.ModelSpec()
+        model_spec.CopyFrom(gate_config.model_specs[0])
+        model_spec.name, model_spec.is_baseline = name, False
+        model_specs.append(model_spec)
+    configured = next((m for spec in gate_config.metrics_specs if not spec.HasField("binarize")
+                       for m in spec.metrics if m.class_name == metric), tfma.MetricConfig(class_name=metric))
+    metric_config = tfma.MetricConfig(class_name=configured.class_name, module=configured.module,
+                                      config=configured.config)
+    options = tfma.Options()
+    options.compute_confidence_intervals.value = True
+    options.confidence_intervals.method = CI_METHOD
+    return tfma.EvalConfig(model_specs=model_specs, slicing_specs=[tfma.SlicingSpec()], options=options,
+                           metrics_specs=[tfma.MetricsSpec(metrics=[metric_config], model_names=names)])
+
+
+def evaluate_candidates(config: tfma.EvalConfig, models: Mapping[str, types.Artifact], examples: types.Artifact,
+                        output_path: str, seed: int) -> None:
+    """One TFMA run of every candidate's served model over the test split (Beam DirectRunner, in process)."""
+    shared_models = []
+    for model_spec in config.model_specs:
+        model_dir = path_utils.serving_model_path(models[model_spec.name].uri)
+        custom_ops.register_ops_for(model_dir)  # TF-DF candidates: TFMA loads them in this process
+        shared_models.append(tfma.default_eval_shared_model(
+            eval_saved_model_path=model_dir, model_name=model_spec.name, eval_config=config))
+    tfma.run_model_analysis(
+        eval_shared_model=shared_models, eval_config=config, output_path=output_path,
+        data_location=os.path.join(artifact_utils.get_split_uri([examples], "test"), "*"),
+        pipeline_options=beam.options.pipeline_options.PipelineOptions(
+            ["--runner=DirectRunner", "--direct_running_mode=in_memory"]),
+        random_seed_for_testing=seed)  # the bootstrap resamples reproducibly
+
+
+def tfma_metric(output_path: str, model_name: str, metric_config: tfma.MetricConfig) -> tuple[float, tuple[float, float]]:
+    """A candidate's metric on the whole split and its 95% interval, as the TFMA eval result holds them."""
+    name = metric_specs.metric_instance(metric_config).name
+    metrics = tfma.load_eval_result(output_path, model_name=model_name).get_metrics_for_slice()
+    if not metrics or name not in metrics:
+        raise ValueError(f"{output_path}: no {name} for {model_name} in the TFMA eval result")
+    bounded = metrics[name]["boundedValue"]
+    return float(bounded["value"]), (float(bounded["lowerBound"]), float(bounded["upperBound"]))
 
 
 @dataclasses.dataclass
@@ -259,48 +307,56 @@ def format_table(metric: str, rows: list[Row], test_rows: int) -> str:
         lines.append(f"{r.candidate + (' *' if r.winner else ''):<18} {trainer:<9} "
                      f"{str(builder):<15} {r.validation_metric:>14.4f} {test:>34} "
                      f"{params:>11} {train:>8} {r.latency_ms:>7.2f} {r.size_bytes / 1e6:>7.1f}")
-    lines.append(f"* chosen on validation {metric}; test figures on {test_rows} rows, 95% bootstrap intervals "
-                 f"({BOOTSTRAP_SAMPLES} resamples); ms/ex: one example per call, in process")
+    lines.append(f"* chosen on validation {metric}; test figures on {test_rows} rows from one TFMA run, 95% intervals "
+                 f"by TFMA {tfma.ConfidenceIntervalOptions.ConfidenceIntervalMethod.Name(CI_METHOD)}; "
+                 "ms/ex: one example per call, in process")
     return "\n".join(lines)
 
 
 class ComparisonExecutor(base_executor.BaseExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         metric, candidates = exec_properties["metric"], json.loads(exec_properties["candidates"])
+        gate_config = proto_utils.json_to_proto(exec_properties["eval_config"], tfma.EvalConfig())
         selection = json.loads(io_utils.read_string_file(
             os.path.join(input_dict["selection"][0].uri, SELECTION_FILE)))
-        serialized, labels = load_examples(input_dict["examples"][0], "test", exec_properties["label"])
+        examples = input_dict["examples"][0]
         models, runs = by_candidate(input_dict["models"]), by_candidate(input_dict["model_runs"])
+        uri = output_dict["comparison"][0].uri
+        config = candidates_eval_config(gate_config, candidates, metric)
+        progress.info("evaluating %d candidates on the test split in one TFMA run", len(candidates))
+        evaluate_candidates(config, models, examples, os.path.join(uri, EVALUATION_DIR), exec_properties["seed"])
+        serialized, _ = load_examples(examples, "test", gate_config.model_specs[0].label_key)
         rows = []
         for name, options in candidates.items():
-            signature = load_served(models[name])
-            outputs = predict(signature, serialized)
+            test_metric, test_interval = tfma_metric(os.path.join(uri, EVALUATION_DIR), name,
+                                                     config.metrics_specs[0].metrics[0])
             model_dir = path_utils.serving_model_path(models[name].uri)
             rows.append(Row(
                 candidate=name, options=dict(options), validation_metric=selection["scores"][name],
-                test_metric=METRICS[metric](labels, outputs),
-                test_interval=bootstrap_interval(METRICS[metric], labels, outputs, exec_properties["seed"]),
-                parameters=parameter_count(model_dir), train_seconds=train_seconds(runs[name]) if name in runs else None,
-                latency_ms=served_latency_ms(signature, serialized[0]), size_bytes=directory_bytes(model_dir),
-                winner=name == selection["winner"]))
-        table = format_table(metric, rows, len(labels))
-        uri = output_dict["comparison"][0].uri
+                test_metric=test_metric, test_interval=test_interval, parameters=parameter_count(model_dir),
+                train_seconds=train_seconds(runs[name]) if name in runs else None,
+                latency_ms=served_latency_ms(load_served(models[name]), serialized[0]),
+                size_bytes=directory_bytes(model_dir), winner=name == selection["winner"]))
+        table = format_table(metric, rows, len(serialized))
         io_utils.write_string_file(os.path.join(uri, TABLE_TEXT), table + "\n")
         io_utils.write_string_file(os.path.join(uri, TABLE_JSON), json.dumps(
-            {"metric": metric, "chosen_on": "validation", "reported_on": "test", "test_rows": len(labels),
+            {"metric": metric, "chosen_on": "validation", "reported_on": "test", "test_rows": len(serialized),
              "validation_rows": selection["rows"], "winner": selection["winner"],
-             "bootstrap_samples": BOOTSTRAP_SAMPLES, "rows": [dataclasses.asdict(r) for r in rows]}, indent=1))
+             "test_metrics_from": f"TFMA eval result in {EVALUATION_DIR}/ (one run, every candidate)",
+             "confidence_interval": f"TFMA {tfma.ConfidenceIntervalOptions.ConfidenceIntervalMethod.Name(CI_METHOD)}",
+             "rows": [dataclasses.asdict(r) for r in rows]}, indent=1))
 
 
 class CandidateComparison(base_component.BaseComponent):
-    """The comparison table of every candidate on the test split."""
+    """The comparison table of every candidate on the test split, its metrics from one TFMA run."""
     SPEC_CLASS = ComparisonSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(ComparisonExecutor)
 
     def __init__(self, examples: types.BaseChannel, models: types.BaseChannel, model_runs: types.BaseChannel,
-                 selection: types.BaseChannel, metric: str, label: str,
+                 selection: types.BaseChannel, metric: str, eval_config: tfma.EvalConfig,
                  candidates: Mapping[str, Mapping[str, Any]], seed: int):
+        """`eval_config` is the Evaluator's (the spec's): its model spec and metric are reused per candidate."""
         super().__init__(ComparisonSpec(
             examples=examples, models=models, model_runs=model_runs, selection=selection, metric=metric,
-            label=label, candidates=json.dumps(candidates), seed=seed,
+            eval_config=eval_config, candidates=json.dumps(candidates), seed=seed,
             comparison=types.Channel(type=ModelComparison)))

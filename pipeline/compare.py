@@ -95,9 +95,10 @@ def model_stage(spec: DatasetSpec, config, candidates: list[Candidate], metric: 
         selector = CandidateSelector(examples=examples, models=models, metric=metric, label=spec.label,
                                      candidates=options)
         baseline = baseline_model_resolver(selector, config)
+        eval_config = evaluation.make_eval_config(spec, config.thresholds)
         evaluator = Evaluator(examples=examples, model=selector.outputs["model"],
                               baseline_model=baseline.outputs["model"], example_splits=[REPORTED_SPLIT],
-                              eval_config=evaluation.make_eval_config(spec, config.thresholds))
+                              eval_config=eval_config)
         pusher = Pusher(
             model=selector.outputs["model"], model_blessing=evaluator.outputs["blessing"],
             push_destination=pusher_pb2.PushDestination(
@@ -105,7 +106,7 @@ def model_stage(spec: DatasetSpec, config, candidates: list[Candidate], metric: 
             custom_executor_spec=executor_spec.ExecutorClassSpec(SkipDuplicatePushExecutor))
         comparison = CandidateComparison(
             examples=examples, models=models, model_runs=union([t.outputs["model_run"] for t in trainers]),
-            selection=selector.outputs["selection"], metric=metric, label=spec.label, candidates=options,
+            selection=selector.outputs["selection"], metric=metric, eval_config=eval_config, candidates=options,
             seed=config.seed)
         return [*trainers, selector, baseline, evaluator, pusher, comparison]
 

@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "compare", help="train candidate models side by side; push the best on validation",
         description="One ExampleGen/Transform, a Trainer per candidate, the winner chosen on the validation "
                     "split, gated by the Evaluator on the test split and pushed alone; prints the comparison "
-                    "table (test metric with a bootstrap interval, parameters, train time, latency, size). "
+                    "table (every candidate's test metric from one TFMA run with TFMA's bootstrap interval, "
+                    "parameters, train time, latency, size). "
                     "Run options (--epochs, --image-size, ...) apply to every candidate.")
     add_run_args(compare)
     compare.add_argument("--builders", type=builder_list, metavar="A,B,...",

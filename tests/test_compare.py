@@ -13,7 +13,10 @@ import pathlib
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_model_analysis as tfma
+from sklearn.metrics import roc_auc_score
 from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
 
 from components import candidates as cc
 from pipeline.compare import Candidate, candidates_for, selection_metric
@@ -104,10 +107,21 @@ def test_comparison_table_reports_every_candidate_on_test(opposite_splits, tmp_p
         runs.append(run)
     comparison = cc.ModelComparison()
     comparison.uri = str(tmp_path / "comparison")
+    # The Evaluator's config as make_eval_config builds it (thresholds and all): the comparison reuses its
+    # model spec and AUC for every candidate.
+    gate = tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name="serving_tf_example", label_key="label",
+                                    prediction_key="probability")],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(class_name="ExampleCount"),
+            tfma.MetricConfig(class_name="AUC", per_slice_thresholds=[tfma.PerSliceMetricThreshold(
+                slicing_specs=[tfma.SlicingSpec()],
+                threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
+                    lower_bound={"value": 0.99})))])])])
     cc.ComparisonExecutor().Do(
         {"examples": [examples], "models": models, "model_runs": runs, "selection": [selection]},
         {"comparison": [comparison]},
-        {"metric": "AUC", "label": "label", "seed": 42,
+        {"metric": "AUC", "eval_config": proto_utils.proto_to_json(gate), "seed": 42,
          "candidates": json.dumps({"up": {"trainer": "keras", "builder": "mlp"}, "down": {"trainer": "tfdf"}})})
     table = json.loads(pathlib.Path(comparison.uri, cc.TABLE_JSON).read_text())
     assert (table["chosen_on"], table["reported_on"], table["winner"], table["test_rows"]) == ("validation", "test", "up", 200)
@@ -118,11 +132,28 @@ def test_comparison_table_reports_every_candidate_on_test(opposite_splits, tmp_p
     assert rows["up"]["test_metric"] < 0.2 < 0.8 < rows["down"]["test_metric"]
     for row in rows.values():
         low, high = row["test_interval"]
-        assert low <= row["test_metric"] <= high and high - low > 0.01
+        assert low < high and high - low > 0.01
         assert row["parameters"] == 1 and row["size_bytes"] > 0 and row["latency_ms"] > 0
     assert (rows["up"]["train_seconds"], rows["down"]["train_seconds"]) == (12.5, 3.0)
     text = pathlib.Path(comparison.uri, cc.TABLE_TEXT).read_text()
-    assert "up *" in text and "[95% CI]" in text and "validation AUC" in text
+    assert "up *" in text and "[95% CI]" in text and "validation AUC" in text and "POISSON_BOOTSTRAP" in text
+    # Test metrics and intervals are the TFMA eval result the artefact holds: one run, every candidate in it.
+    evaluation = pathlib.Path(comparison.uri, cc.EVALUATION_DIR)
+    config = tfma.load_eval_result(str(evaluation), model_name="up").config
+    assert [spec.name for spec in config.model_specs] == ["up", "down"]
+    assert all((spec.signature_name, spec.label_key) == ("serving_tf_example", "label") for spec in config.model_specs)
+    assert [list(spec.model_names) for spec in config.metrics_specs] == [["up", "down"]]
+    assert [m.class_name for m in config.metrics_specs[0].metrics] == ["AUC"]
+    assert config.options.compute_confidence_intervals.value
+    for name, row in rows.items():
+        bounded = tfma.load_eval_result(str(evaluation), model_name=name).get_metrics_for_slice()["auc"]["boundedValue"]
+        assert (row["test_metric"], row["test_interval"]) == (
+            pytest.approx(bounded["value"]), [pytest.approx(bounded["lowerBound"]), pytest.approx(bounded["upperBound"])])
+    # ... and they agree with an independent computation on the same rows (scikit-learn's AUC of the served scores).
+    serialized, labels = cc.load_examples(examples, "test", "label")
+    for name, model in zip(("up", "down"), models):
+        scores = cc.predict(cc.load_served(model), serialized)["probability"]
+        assert rows[name]["test_metric"] == pytest.approx(roc_auc_score(labels, scores), abs=2e-3)
 
 
 @pytest.mark.parametrize("metric, scores, winner", [
