@@ -3,52 +3,47 @@
 A model's `logging_config` (ModelServerConfig) sets a sampling rate and a file
 name prefix. Successful predict, classify and regress calls are sampled at the
 inference layer, so REST and gRPC are logged alike: REST requests appear as the
-request protos gRPC would have sent. The request path only draws a random number
-and queues references to the arrays; a writer thread builds the protos and
-writes `<filename_prefix>.<start time>.<pid>.<n>.tfrecord` files. When the queue
-is full, records are dropped and counted (with a warning) rather than slowing
-requests. Files are flushed every second and rotated by size and age.
+request protos gRPC would have sent.
+
+The request path only draws a random number and appends references to a queue.
+A shipper thread wakes every few milliseconds, stacks the queued predicts of
+each signature into one array per tensor (a few microseconds a call, instead of
+tens to encode it) and sends them through a pipe to a writer process
+(serving/prediction_log_writer.py), which encodes and writes the files on its own
+interpreter lock. So logging every request costs the served requests almost
+nothing: bench/serving_bench.py measures it. When the queue is full, records are
+dropped and counted (with a warning) rather than slowing requests.
 """
 from __future__ import annotations
 
-import dataclasses
-import functools
+import collections
 import logging
 import os
-import queue
+import pickle
 import random
+import subprocess
+import sys
 import threading
 import time
-from typing import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
-import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2, types_pb2
-from tensorflow_serving.apis import logging_pb2, model_pb2, predict_pb2, prediction_log_pb2
 
-from serving.config import ModelEntry, RequestLogging
-from serving.servable import DEFAULT_SIGNATURE, Servable
+from serving.config import ModelEntry
+from serving.prediction_log_writer import FRAME_HEADER
+from serving.servable import Servable
 
 log = logging.getLogger(__name__)
 
-FLUSH_SECONDS = 1.0
-
-
-@dataclasses.dataclass(frozen=True)
-class _Record:
-    """What the request path hands over: references only, protos are built by the writer."""
-
-    kind: str  # "predict" | "classify" | "regress"
-    settings: RequestLogging
-    servable: Servable
-    signature_name: str
-    request: object  # predict: (inputs, output_filter); classify/regress: serialized examples
-    response: object  # predict: outputs; classify: (label, score) lists; regress: values
-    timestamp: float
+SHIP_SECONDS = 0.02  # how long a record may wait before it is shipped
+SHIP_RECORDS = 512  # ship sooner once this many are queued
+STOP_SECONDS = 60.0  # how long shutdown waits for the writer to finish
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 
 
 class RequestLogger:
-    """Samples calls per model and writes them on a background thread.
+    """Samples calls per model and ships them to the writer process.
 
     `entries` gives the current model config (it changes on config reloads, by
     file polling or over gRPC); each model's `logging` field says whether and how.
@@ -57,250 +52,172 @@ class RequestLogger:
     def __init__(self, entries: Callable[[], Iterable[ModelEntry]], max_queue: int = 10_000,
                  max_file_bytes: int = 64 << 20, max_file_seconds: float = 3600):
         self._entries = entries
-        self._queue: queue.Queue[_Record | None] = queue.Queue(max_queue)
-        self._max_file_bytes = max_file_bytes
-        self._max_file_seconds = max_file_seconds
-        self._files: dict[str, _LogFile] = {}  # by filename prefix; writer thread only
+        self._queue: collections.deque[tuple] = collections.deque()
+        self._max_queue = max_queue
+        self._writer_args = [f"--max-file-bytes={max_file_bytes}", f"--max-file-seconds={max_file_seconds}"]
+        self._writer: subprocess.Popen | None = None
         self._dropped = 0
         self._dropped_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._write_loop, name="request-logger", daemon=True)
-        self._thread.start()
+        self._closing = False
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None  # started with the first sampled call
+        self._thread_lock = threading.Lock()
 
     @property
     def dropped(self) -> int:
-        """Records dropped because the writer could not keep up."""
+        """Records dropped because the queue was full or the writer process failed."""
         return self._dropped
+
+    @property
+    def writer_pid(self) -> int | None:
+        """The writer process's pid while one runs (it starts with the first shipped records)."""
+        writer = self._writer
+        return writer.pid if writer is not None else None
 
     def predict(self, servable: Servable, signature_name: str, inputs: Mapping[str, np.ndarray],
                 output_filter: Iterable[str], outputs: Mapping[str, np.ndarray]) -> None:
-        self._offer("predict", servable, signature_name, (inputs, list(output_filter)), outputs)
+        self._offer("predict", servable, signature_name, inputs, tuple(output_filter), outputs)
 
     def classify(self, servable: Servable, signature_name: str, examples: list[bytes],
                  results: list[list[tuple[str, float]]]) -> None:
-        self._offer("classify", servable, signature_name, examples, results)
+        self._offer("classify", servable, signature_name, examples, (), results)
 
     def regress(self, servable: Servable, signature_name: str, examples: list[bytes], values: list[float]) -> None:
-        self._offer("regress", servable, signature_name, examples, values)
+        self._offer("regress", servable, signature_name, examples, (), values)
 
-    def _offer(self, kind: str, servable: Servable, signature_name: str, request: object, response: object) -> None:
+    def _offer(self, kind: str, servable: Servable, signature_name: str, request: object,
+               output_filter: tuple[str, ...], response: object) -> None:
         settings = next((entry.logging for entry in self._entries() if entry.name == servable.name), None)
         if settings is None or random.random() >= settings.sampling_rate:
             return
-        try:
-            self._queue.put_nowait(_Record(kind, settings, servable, signature_name, request, response, time.time()))
-        except queue.Full:
-            with self._dropped_lock:
-                self._dropped += 1
-                dropped = self._dropped
-            if dropped == 1 or dropped % 1000 == 0:
-                log.warning("request log queue full: %d records dropped so far (writes are slower than requests)",
-                            dropped)
+        if len(self._queue) >= self._max_queue:
+            self._drop(1, "request log queue full")
+            return
+        meta = (servable.name, servable.version, signature_name, settings.sampling_rate, settings.filename_prefix)
+        self._queue.append((kind, meta, output_filter, request, response, time.time()))
+        if self._thread is None:
+            self._start_shipper()
+        if len(self._queue) >= SHIP_RECORDS:
+            self._wake.set()
+
+    def _start_shipper(self) -> None:
+        with self._thread_lock:
+            if self._thread is None and not self._closing:
+                self._thread = threading.Thread(target=self._ship_loop, name="request-logger", daemon=True)
+                self._thread.start()
+
+    def _drop(self, count: int, why: str) -> None:
+        with self._dropped_lock:
+            before = self._dropped
+            self._dropped = after = before + count
+        if before == 0 or before // 1000 != after // 1000:  # a lasting cause must not flood the log
+            log.warning("%s: %d records dropped so far", why, after)
 
     def close(self) -> None:
-        """Write what is queued, then close every file (at shutdown)."""
-        self._queue.put(None)
-        self._thread.join()
+        """Ship what is queued, let the writer process write it and close its files (at shutdown)."""
+        with self._thread_lock:
+            self._closing = True
+        if self._thread is not None:
+            self._wake.set()
+            self._thread.join()
 
-    # -- writer thread -----------------------------------------------------------------
+    # -- shipper thread -----------------------------------------------------------------
 
-    def _write_loop(self) -> None:
-        last_flush, failed = time.monotonic(), 0
+    def _ship_loop(self) -> None:
         while True:
-            try:
-                record = self._queue.get(timeout=FLUSH_SECONDS)
-            except queue.Empty:
-                record = False  # nothing new: a chance to flush
-            if record is None:
+            self._wake.wait(SHIP_SECONDS)
+            self._wake.clear()
+            closing = self._closing  # read before draining: nothing offered before close() is left behind
+            queued = [self._queue.popleft() for _ in range(len(self._queue))]
+            if queued:
+                self._ship(queued)
+            if closing:
                 break
-            if record:
-                try:
-                    self._write(record)
-                except Exception:  # noqa: BLE001 - a bad record or a full disk must not stop the logger
-                    failed += 1
-                    if failed == 1 or failed % 1000 == 0:  # a lasting cause (full disk) must not flood the log
-                        log.exception("request log: %d records not written so far; the latest was for model %s",
-                                      failed, record.servable.name)
-            if time.monotonic() - last_flush >= FLUSH_SECONDS:
-                for file in self._files.values():
-                    file.flush()
-                last_flush = time.monotonic()
-        for file in self._files.values():
-            file.close()
-        self._files.clear()
+        self._stop_writer()
 
-    def _write(self, record: _Record) -> None:
-        data = encode(record)
-        prefix = record.settings.filename_prefix
-        file = self._files.get(prefix)
-        if file is not None and (file.size >= self._max_file_bytes
-                                 or time.monotonic() - file.opened > self._max_file_seconds):
-            file.close()
-            file = None
-        if file is None:
-            file = self._files[prefix] = _LogFile(prefix)
-        file.write(data)
+    def _ship(self, queued: list[tuple]) -> None:
+        try:
+            frame = pickle.dumps(pack(queued), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001 - an unpicklable record costs its batch, never the server
+            log.exception("request log: could not pack %d records", len(queued))
+            self._drop(len(queued), "request log packing failed")
+            return
+        writer = self._running_writer()
+        if writer is None:
+            self._drop(len(queued), "request log writer process not running")
+            return
+        try:
+            writer.stdin.write(FRAME_HEADER.pack(len(frame)) + frame)
+            writer.stdin.flush()
+        except OSError as error:
+            log.error("request log writer process exited (code %s): %s; starting a new one for the next records",
+                      writer.poll(), error)
+            self._writer = None
+            self._drop(len(queued), "request log writer process failed")
 
+    def _running_writer(self) -> subprocess.Popen | None:
+        if self._writer is None:
+            command = [sys.executable, "-m", "serving.prediction_log_writer", f"--server-pid={os.getpid()}",
+                       f"--log-level={logging.getLevelName(log.getEffectiveLevel())}", *self._writer_args]
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_ROOT,
+                                                                             os.environ.get("PYTHONPATH")]))}
+            try:
+                self._writer = subprocess.Popen(command, stdin=subprocess.PIPE, env=env)
+            except OSError:
+                log.exception("request log: could not start the writer process")
+                return None
+            log.info("request log: writer process %d started", self._writer.pid)
+        return self._writer
 
-class _LogFile:
-    """One TFRecord file being written; its name carries the start time, pid and a counter."""
-
-    _counter = 0
-
-    def __init__(self, prefix: str):
-        _LogFile._counter += 1
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        self.path = f"{prefix}.{stamp}.{os.getpid()}.{_LogFile._counter}.tfrecord"
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        self._writer = tf.io.TFRecordWriter(self.path)
-        self.opened = time.monotonic()
-        self.size = 0
-        log.info("request log: writing %s", self.path)
-
-    def write(self, data: bytes) -> None:
-        self._writer.write(data)
-        self.size += len(data) + 16  # TFRecord framing: length, two CRCs
-
-    def flush(self) -> None:
-        self._writer.flush()
-
-    def close(self) -> None:
-        self._writer.close()
+    def _stop_writer(self) -> None:
+        if self._writer is None:
+            return
+        try:
+            self._writer.stdin.close()  # end of input: the writer writes what it has and exits
+        except OSError:
+            pass
+        try:
+            code = self._writer.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            log.error("request log writer process did not finish within %.0f s; stopping it", STOP_SECONDS)
+            self._writer.kill()
+            code = self._writer.wait()
+        if code != 0:
+            log.error("request log writer process exited with code %s; see its messages above", code)
 
 
-def encode(record: _Record) -> bytes:
-    """The serialized PredictionLog TF Serving writes for one call: request, response, log_metadata."""
-    name, version = record.servable.name, record.servable.version
-    metadata = _metadata_bytes(name, version, record.signature_name or DEFAULT_SIGNATURE,
-                               record.settings.sampling_rate)
-    metadata += _TIMESTAMP_KEY + _varint(int(record.timestamp))
-    if record.kind == "predict":
-        return _field(_LOG_FIELDS["log_metadata"], metadata) + _field(_LOG_FIELDS["predict_log"],
-                                                                        _predict_log(record))
-    entry = prediction_log_pb2.PredictionLog()
-    spec = _spec(name, version, record.signature_name)
-    answered_spec = _spec(name, version, record.signature_name or DEFAULT_SIGNATURE)
-    if record.kind == "classify":
-        entry.classify_log.request.model_spec.CopyFrom(spec)
-        _add_examples(entry.classify_log.request.input, record.request)
-        response = entry.classify_log.response
-        response.model_spec.CopyFrom(answered_spec)
-        for classes in record.response:
-            classification = response.result.classifications.add()
-            for label, score in classes:
-                classification.classes.add(label=label, score=score)
-    else:
-        entry.regress_log.request.model_spec.CopyFrom(spec)
-        _add_examples(entry.regress_log.request.input, record.request)
-        response = entry.regress_log.response
-        response.model_spec.CopyFrom(answered_spec)
-        for value in record.response:
-            response.result.regressions.add(value=value)
-    return _field(_LOG_FIELDS["log_metadata"], metadata) + entry.SerializeToString()
+def pack(queued: Sequence[tuple]) -> list[tuple]:
+    """Queued calls as the writer process reads them: predicts of one signature stacked per tensor.
+
+    Stacking turns many small arrays into one per tensor, so pickling costs a few
+    microseconds a call; tensors that cannot be stacked (scalars, mixed shapes or
+    dtypes) travel as they are. Calls keep their order within a model's group.
+    """
+    groups: dict[tuple, list[tuple]] = {}
+    for call in queued:
+        kind, meta, output_filter, request, response, _ = call
+        key = (kind, meta, output_filter, tuple(request), tuple(response)) if kind == "predict" else (kind, meta)
+        groups.setdefault(key, []).append(call)
+    packed = []
+    for (kind, meta, *_), calls in groups.items():
+        timestamps = [call[5] for call in calls]
+        if kind == "predict":
+            output_filter = calls[0][2]
+            packed.append((kind, meta, timestamps, _stack([call[3] for call in calls]), output_filter,
+                           _stack([call[4] for call in calls])))
+        else:
+            packed.append((kind, meta, timestamps, [(call[3], call[4]) for call in calls]))
+    return packed
 
 
-# Predict logs, the bulk of any log, are encoded straight to protobuf's wire format: building
-# them through the Python proto API costs several times more CPU, taken from the requests served.
-# Field numbers come from the protos' own descriptors; the tests parse the result with them.
-def _numbers(message) -> dict[str, int]:
-    return {field.name: field.number for field in message.DESCRIPTOR.fields}
-
-
-_LOG_FIELDS = _numbers(prediction_log_pb2.PredictionLog)
-_PREDICT_LOG = _numbers(prediction_log_pb2.PredictLog)
-_REQUEST = _numbers(predict_pb2.PredictRequest)
-_RESPONSE = _numbers(predict_pb2.PredictResponse)
-_TENSOR = _numbers(tensor_pb2.TensorProto)
-
-
-def _varint(value: int) -> bytes:
-    if value < len(_SMALL_VARINTS):
-        return _SMALL_VARINTS[value]
-    return _encode_varint(value)
-
-
-def _encode_varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-_SMALL_VARINTS = [_encode_varint(value) for value in range(1 << 14)]
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field (message, bytes or string)."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-_TIMESTAMP_KEY = _varint(logging_pb2.LogMetadata.DESCRIPTOR.fields_by_name["timestamp_secs"].number << 3)
-
-
-# Cached by model name and version, not by Servable: the cache must not keep unloaded versions alive.
-@functools.lru_cache(maxsize=1024)
-def _metadata_bytes(name: str, version: int, signature_name: str, sampling_rate: float) -> bytes:
-    """LogMetadata without its timestamp (appended per record)."""
-    metadata = logging_pb2.LogMetadata(model_spec=_spec(name, version, signature_name), saved_model_tags=["serve"])
-    metadata.sampling_config.sampling_rate = sampling_rate
-    return metadata.SerializeToString()
-
-
-@functools.lru_cache(maxsize=1024)
-def _spec_bytes(name: str, version: int, signature_name: str) -> bytes:
-    return _spec(name, version, signature_name).SerializeToString()
-
-
-def _spec(name: str, version: int, signature_name: str) -> model_pb2.ModelSpec:
-    spec = model_pb2.ModelSpec(name=name, signature_name=signature_name)
-    spec.version.value = version
-    return spec
-
-
-@functools.lru_cache(maxsize=4096)
-def _tensor_head(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
-    """A TensorProto's dtype and shape fields."""
-    enum = types_pb2.DT_STRING if dtype.kind in "OSU" else tf.dtypes.as_dtype(dtype).as_datatype_enum
-    proto = tensor_pb2.TensorProto(dtype=enum)
-    for size in shape:
-        proto.tensor_shape.dim.add(size=size)
-    return proto.SerializeToString()
-
-
-def _tensor(value: np.ndarray) -> bytes:
-    """`value` as a serialized TensorProto: numbers as tensor_content, strings as string_val."""
-    head = _tensor_head(value.dtype, value.shape)
-    if value.dtype.kind not in "OSU":
-        return head + _field(_TENSOR["tensor_content"], value.tobytes())
-    number = _TENSOR["string_val"]
-    return head + b"".join(_field(number, item.encode() if isinstance(item, str) else bytes(item))
-                           for item in value.flat)
-
-
-def _tensor_map(number: int, tensors: Mapping[str, np.ndarray]) -> bytes:
-    """A map<string, TensorProto> field: one (key = 1, value = 2) entry per tensor."""
-    return b"".join(_field(number, _map_key(name) + _field(2, _tensor(value))) for name, value in tensors.items())
-
-
-@functools.lru_cache(maxsize=4096)
-def _map_key(name: str) -> bytes:
-    return _field(1, name.encode())
-
-
-def _predict_log(record: _Record) -> bytes:
-    inputs, output_filter = record.request
-    name, version = record.servable.name, record.servable.version
-    request = (_field(_REQUEST["model_spec"], _spec_bytes(name, version, record.signature_name))
-               + _tensor_map(_REQUEST["inputs"], inputs)
-               + b"".join(_field(_REQUEST["output_filter"], name.encode()) for name in output_filter))
-    response = (_tensor_map(_RESPONSE["outputs"], record.response)
-                + _field(_RESPONSE["model_spec"],
-                         _spec_bytes(name, version, record.signature_name or DEFAULT_SIGNATURE)))
-    return _field(_PREDICT_LOG["request"], request) + _field(_PREDICT_LOG["response"], response)
-
-
-def _add_examples(input_proto, examples: list[bytes]) -> None:
-    """Serialized examples as an example_list (a gRPC context is already merged into each)."""
-    for serialized in examples:
-        input_proto.example_list.examples.add().MergeFromString(serialized)
+def _stack(tensors: Sequence[Mapping[str, np.ndarray]]) -> list[tuple]:
+    """Per tensor name: (name, stacked array, rows per call), or (name, None, the arrays) when they differ."""
+    packed = []
+    for name in tensors[0]:
+        arrays = [call[name] for call in tensors]
+        first = arrays[0]
+        if first.ndim and len({(array.dtype, array.shape[1:]) for array in arrays}) == 1:
+            packed.append((name, np.concatenate(arrays), [len(array) for array in arrays]))
+        else:
+            packed.append((name, None, arrays))
+    return packed

@@ -175,38 +175,95 @@ def test_a_bad_logging_config_is_refused(logging_config, words):
                            f"logging_config {{ {logging_config} }} }} }}")
 
 
-def test_predict_records_decode_with_tf_serving_protos():
-    """The hand-written wire encoding of predict logs parses back to the arrays that were logged."""
-    import time
-    from types import SimpleNamespace
+def test_wire_field_numbers_and_data_types_are_the_protos_own():
+    """The writer process encodes without the proto classes: every number it uses is checked here."""
+    from google.protobuf import wrappers_pb2
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+    from tensorflow_serving.apis import input_pb2, logging_pb2, model_pb2
+    from tensorflow_serving.config import logging_config_pb2
 
-    from serving.request_log import _Record, encode
+    from serving import prediction_log_wire as wire
 
-    inputs = {"image": np.arange(24, dtype=np.float32).reshape(2, 3, 4),
-              "ids": np.array([2**40, -7], dtype=np.int64),
-              "text": np.array([b"caf\xc3\xa9", "ascii"], dtype=object),
-              "flags": np.array([[True], [False]])}
-    outputs = {"scores": np.array([[0.25, 0.75], [1e-30, np.inf]], dtype=np.float32),
-               "labels": np.array([[b"a", b"b"], [b"", b"\x00\xff"]], dtype=object)}
-    record = _Record("predict", RequestLogging(0.5, "/unused"), SimpleNamespace(name="m", version=7), "",
-                     (inputs, ["scores", "labels"]), outputs, 1_700_000_000.9)
-    entry = prediction_log_pb2.PredictionLog.FromString(encode(record))
-    request, response = entry.predict_log.request, entry.predict_log.response
-    assert (request.model_spec.name, request.model_spec.version.value, request.model_spec.signature_name) == \
-        ("m", 7, "")
-    assert response.model_spec.signature_name == "serving_default"
-    assert list(request.output_filter) == ["scores", "labels"]
-    for name, value in inputs.items():
-        logged = tf.make_ndarray(request.inputs[name])
-        expected = np.array([v.encode() if isinstance(v, str) else v for v in value.flat],
-                            dtype=value.dtype).reshape(value.shape) if value.dtype == object else value
-        assert logged.shape == value.shape and logged.tolist() == expected.tolist(), name
-    for name, value in outputs.items():
-        assert tf.make_ndarray(response.outputs[name]).tolist() == value.tolist(), name
-    metadata = entry.log_metadata
-    assert (metadata.model_spec.name, metadata.model_spec.signature_name) == ("m", "serving_default")
-    assert (metadata.sampling_config.sampling_rate, metadata.timestamp_secs) == (0.5, 1_700_000_000)
-    assert list(metadata.saved_model_tags) == ["serve"]
+    modules = [prediction_log_pb2, predict_pb2, classification_pb2, regression_pb2, input_pb2, model_pb2,
+               logging_pb2, logging_config_pb2, tensor_pb2, tensor_shape_pb2, wrappers_pb2]
+    classes = {name: getattr(module, name) for module in modules for name in dir(module)
+               if hasattr(getattr(module, name), "DESCRIPTOR")}
+    classes["Dim"] = tensor_shape_pb2.TensorShapeProto.Dim
+    for message, fields in wire.FIELDS.items():
+        descriptor = classes[message].DESCRIPTOR
+        assert {name: descriptor.fields_by_name[name].number for name in fields} == fields, message
+    for dtype, enum in wire.DATA_TYPES.items():
+        assert tf.dtypes.as_dtype(dtype).as_datatype_enum == enum, dtype
+    assert wire.DT_STRING == types_pb2.DT_STRING
+
+
+def shipped(calls: list[tuple]) -> list[prediction_log_pb2.PredictionLog]:
+    """Calls as the server queues them, through the shipping format and the writer's encoding."""
+    import pickle
+
+    from serving.prediction_log_writer import records
+    from serving.request_log import pack
+
+    groups = pickle.loads(pickle.dumps(pack(calls)))
+    return [prediction_log_pb2.PredictionLog.FromString(data) for group in groups for _, data in records(group)]
+
+
+def test_stacked_predicts_decode_with_tf_serving_protos_call_by_call():
+    """Calls of one signature travel stacked; each comes back as its own PredictLog with its own arrays."""
+    def call(rows: int, seed: int) -> tuple[dict, dict]:
+        rng = np.random.default_rng(seed)
+        inputs = {"image": rng.random((rows, 3, 4), dtype=np.float32),
+                  "ids": rng.integers(-2**40, 2**40, rows, dtype=np.int64),
+                  "text": np.array([f"caf\u00e9 {seed}" if i % 2 else b"\x00\xff" for i in range(rows)], dtype=object),
+                  "flags": rng.random((rows, 1)) > 0.5}
+        outputs = {"scores": np.array([[0.25, np.inf]] * rows, dtype=np.float32) * (seed + 1),
+                   "labels": np.array([[b"a", b""]] * rows, dtype=object)}
+        return inputs, outputs
+
+    meta = ("m", 7, "", 0.5, "/unused")
+    calls = [("predict", meta, ("scores", "labels"), *call(rows, seed), 1_700_000_000.9 + seed)
+             for seed, rows in enumerate([2, 1, 3])]
+    scalar = {"image": np.float32(1.5), "ids": np.array([1, 2]), "text": np.array(["x"], dtype=object),
+              "flags": np.array([[True]])}
+    calls.append(("predict", meta, ("scores", "labels"), scalar, call(1, 9)[1], 1_700_000_100.0))
+    entries = shipped(calls)
+    assert len(entries) == len(calls)
+    for entry, (_, _, output_filter, inputs, outputs, timestamp) in zip(entries, calls):
+        request, response = entry.predict_log.request, entry.predict_log.response
+        assert (request.model_spec.name, request.model_spec.version.value, request.model_spec.signature_name) == \
+            ("m", 7, "")
+        assert response.model_spec.signature_name == "serving_default"
+        assert tuple(request.output_filter) == output_filter
+        for name, value in inputs.items():
+            value = np.asarray(value)
+            logged = tf.make_ndarray(request.inputs[name])
+            expected = np.array([v.encode() if isinstance(v, str) else v for v in value.flat],
+                                dtype=value.dtype).reshape(value.shape) if value.dtype == object else value
+            assert logged.shape == value.shape and logged.tolist() == expected.tolist(), name
+        for name, value in outputs.items():
+            assert tf.make_ndarray(response.outputs[name]).tolist() == value.tolist(), name
+        metadata = entry.log_metadata
+        assert (metadata.model_spec.name, metadata.model_spec.signature_name) == ("m", "serving_default")
+        assert (metadata.sampling_config.sampling_rate, metadata.timestamp_secs) == (0.5, int(timestamp))
+        assert list(metadata.saved_model_tags) == ["serve"]
+
+
+def test_classify_and_regress_calls_decode_with_tf_serving_protos():
+    example = tf.train.Example()
+    example.features.feature["x"].float_list.value.append(2.5)
+    meta = ("e", 3, "classification", 1.0, "/unused")
+    calls = [("classify", meta, (), [example.SerializeToString()] * 2, [[("yes", 0.75), ("no", 0.25)], [("", 0.0)]],
+              10.0),
+             ("regress", meta[:2] + ("regression",) + meta[3:], (), [example.SerializeToString()], [0.5], 11.0)]
+    classify, regress = shipped(calls)
+    assert classify.classify_log.request.input.example_list.examples[1] == example
+    classes = [[(c.label, c.score) for c in result.classes]
+               for result in classify.classify_log.response.result.classifications]
+    assert classes == [[("yes", 0.75), ("no", 0.25)], [("", 0.0)]]
+    assert classify.classify_log.response.model_spec.signature_name == "classification"
+    assert [r.value for r in regress.regress_log.response.result.regressions] == [0.5]
+    assert regress.regress_log.request.model_spec.signature_name == "regression"
+    assert (regress.log_metadata.timestamp_secs, regress.log_metadata.model_spec.version.value) == (11, 3)
 
 
 def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path, caplog):
@@ -229,3 +286,48 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path, caplog):
     assert dropped > 0
     assert written + dropped == offered
     assert "records dropped so far" in caplog.text
+
+
+def test_a_killed_writer_process_is_replaced_and_serving_goes_on(tmp_path, caplog):
+    """The writer process dies: the next records are counted as dropped, a new writer takes the rest."""
+    import os
+    import signal
+    import time
+    from types import SimpleNamespace
+
+    from serving.config import ModelEntry
+    from serving.request_log import RequestLogger
+
+    entry = ModelEntry("m", "/unused", logging=RequestLogging(1.0, str(tmp_path / "requests")))
+    logger = RequestLogger(lambda: [entry])
+    servable = SimpleNamespace(name="m", version=1)
+    rows = {"x": np.arange(4, dtype=np.float32)}
+
+    def written() -> int:
+        try:
+            return sum(1 for path in tmp_path.glob("requests.*.tfrecord") for _ in tf.data.TFRecordDataset(str(path)))
+        except tf.errors.DataLossError:  # a record half flushed: not there yet
+            return -1
+
+    def wait_for(condition, offer: bool) -> int:
+        offered, deadline = 0, time.monotonic() + 60
+        while not condition():
+            assert time.monotonic() < deadline, "the logger did not get there within 60 s"
+            if offer:
+                logger.predict(servable, "", rows, [], rows)
+                offered += 1
+            time.sleep(0.01)
+        return offered
+
+    offered = wait_for(lambda: logger.writer_pid is not None, offer=True)
+    wait_for(lambda: written() == offered, offer=False)  # nothing in flight when it dies
+    first = logger.writer_pid
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: open(f"/proc/{first}/stat").read().rsplit(")", 1)[1].split()[0] == "Z", offer=False)
+    offered += wait_for(lambda: logger.writer_pid not in (None, first), offer=True)
+    for _ in range(10):
+        logger.predict(servable, "", rows, [], rows)
+    logger.close()
+    assert "writer process exited" in caplog.text
+    assert logger.dropped > 0
+    assert written() + logger.dropped == offered + 10
