@@ -1,8 +1,8 @@
 """Merges concurrent predict requests into one signature call (`--enable_batching`).
 
 A signature call has a fixed cost that dwarfs the per-row cost for small models,
-so under load one call over 32 rows beats 32 calls. Workers take whatever
-compatible requests are queued when they become free (and optionally wait up to
+so under load one call over 32 rows beats 32 calls. A leading request's thread
+takes whatever compatible requests are queued (and optionally waits up to
 `batch_timeout_micros` for more), so an idle server adds no waiting at all.
 """
 from __future__ import annotations
@@ -64,24 +64,30 @@ class _Task:
     signature: str
     inputs: Mapping[str, np.ndarray]
     size: int
-    done: threading.Event = dataclasses.field(default_factory=threading.Event)
+    wake: threading.Event = dataclasses.field(default_factory=threading.Event)  # answered or promoted
+    answered: bool = False
+    promoted: bool = False  # this request's thread holds a lead (set and cleared under the lock)
     outputs: dict | None = None
     error: Exception | None = None
 
 
 class Batcher:
-    """Runs predict calls, merging compatible concurrent ones along the batch dimension."""
+    """Runs predict calls, merging compatible concurrent ones along the batch dimension.
+
+    No worker threads: the threads of the requests themselves run the batches
+    (leader/follower). Up to `num_batch_threads` requests at a time lead: each
+    takes whatever compatible requests are queued, runs them as one call and
+    answers them, and, once its own request is answered, hands the lead to the
+    oldest queued request, if any. A lone request on an idle server thus runs on
+    its own thread with no handoff, and under load a request costs one wake-up.
+    """
 
     def __init__(self, params: BatchingParameters):
         self._params = params
         self._queue: collections.deque[_Task] = collections.deque()
         self._cond = threading.Condition()
-        self._stopped = False
+        self._leaders = 0  # requests' threads currently leading (at most num_batch_threads)
         self._stats = BatchStats()
-        self._workers = [threading.Thread(target=self._work, name=f"batcher-{i}", daemon=True)
-                         for i in range(params.num_batch_threads)]
-        for worker in self._workers:
-            worker.start()
 
     def run(self, servable: Servable, signature: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         sizes = {value.shape[0] if value.ndim else None for value in inputs.values()}
@@ -93,8 +99,19 @@ class Batcher:
         task = _Task(key, servable, signature, inputs, size)
         with self._cond:
             self._queue.append(task)
-            self._cond.notify()
-        task.done.wait()
+            if self._leaders < self._params.num_batch_threads:
+                self._leaders += 1
+                task.promoted = True
+            else:
+                self._cond.notify()  # a leader waiting out batch_timeout_micros may take it
+        while True:
+            if task.promoted:
+                self._lead(task)
+            if task.answered and not task.promoted:
+                break
+            task.wake.wait()
+            with self._cond:  # answers and promotions are set under the lock: the loop sees any that woke it
+                task.wake.clear()
         if task.error is not None:
             raise task.error
         return task.outputs
@@ -104,24 +121,34 @@ class Batcher:
             return self._stats
 
     def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify_all()
+        """Nothing to stop: batches run on the requests' own threads (kept for the server's shutdown order)."""
 
-    def _work(self) -> None:
+    def _lead(self, own: _Task) -> None:
+        """Run batches until `own` is answered or nothing is queued, then pass on or give up the lead."""
         while True:
-            batch = self._take_batch()
+            batch = self._take_batch(own)
             if batch is None:
-                return
+                return  # nothing queued (own is in another leader's batch): the lead was given up
             self._execute(batch)
+            if own.answered:
+                with self._cond:
+                    own.promoted = False
+                    successor = next((task for task in self._queue if not task.promoted), None)
+                    if successor is None:
+                        self._leaders -= 1
+                    else:
+                        successor.promoted = True
+                        successor.wake.set()
+                return
 
-    def _take_batch(self) -> list[_Task] | None:
+    def _take_batch(self, leader: _Task) -> list[_Task] | None:
+        """The next batch (the oldest request and compatible ones), or None after giving up the lead."""
         limit = self._params.max_batch_size
         with self._cond:
-            while not self._queue:
-                if self._stopped:
-                    return None
-                self._cond.wait()
+            if not self._queue:
+                leader.promoted = False
+                self._leaders -= 1
+                return None
             first = self._queue.popleft()
             batch, total = [first], first.size
             deadline = time.monotonic() + self._params.batch_timeout_micros / 1e6
@@ -147,7 +174,15 @@ class Batcher:
         first = batch[0]
         if len(batch) == 1:
             self._run_alone(first)
-            return
+        else:
+            self._run_merged(batch)
+        with self._cond:
+            for task in batch:
+                task.answered = True
+                task.wake.set()
+
+    def _run_merged(self, batch: list[_Task]) -> None:
+        first = batch[0]
         merged = {name: np.concatenate([task.inputs[name] for task in batch]) for name in first.inputs}
         total = sum(task.size for task in batch)
         try:
@@ -158,7 +193,6 @@ class Batcher:
             log.exception("batched call failed")
             for task in batch:
                 task.error = ServingError(Code.INTERNAL, str(error))
-                task.done.set()
             return
         if outputs is None or any(v.ndim == 0 or v.shape[0] != total for v in outputs.values()):
             for task in batch:
@@ -168,7 +202,6 @@ class Batcher:
         for task in batch:
             task.outputs = {name: value[offset:offset + task.size] for name, value in outputs.items()}
             offset += task.size
-            task.done.set()
 
     @staticmethod
     def _run_alone(task: _Task) -> None:
@@ -179,4 +212,3 @@ class Batcher:
         except Exception as error:  # noqa: BLE001 - reported to the caller as INTERNAL
             log.exception("predict call failed")
             task.error = ServingError(Code.INTERNAL, str(error))
-        task.done.set()

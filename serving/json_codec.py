@@ -13,6 +13,7 @@ import functools
 import json
 import math
 import re
+import struct
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -45,6 +46,8 @@ _NUMPY_TYPES = {
 }
 _WRAPPED = {types_pb2.DT_INT8, types_pb2.DT_UINT8, types_pb2.DT_INT16}
 MAX_RANK = 32  # numpy's limit; TF Serving's TensorShape allows 254
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_FLOAT32 = struct.Struct("f")
 
 
 # -- request parsing --------------------------------------------------------------
@@ -89,6 +92,9 @@ def predict_inputs(doc: dict, input_infos: Mapping) -> tuple[dict[str, np.ndarra
 
 
 def _from_instances(instances: list, infos: Mapping) -> dict[str, np.ndarray]:
+    tensors = _scalar_instances(instances, _plan(infos))
+    if tensors is not None:
+        return tensors
     first = instances[0]
     as_objects = _is_object(first)
     if not as_objects and len(infos) > 1:
@@ -125,6 +131,75 @@ def _from_instances(instances: list, infos: Mapping) -> dict[str, np.ndarray]:
                     f"Failed to process element: {index} of 'instances' list. Error: {error.message}") from None
     return {name: _array(values[name], [len(instances)] + shapes[name], infos[name].dtype)
             for name in names if name in shapes}
+
+
+class _Plan:
+    """A signature's inputs as the row-format fast path needs them: sorted names and their dtypes."""
+
+    __slots__ = ("infos", "names", "keys", "dtypes")
+
+    def __init__(self, infos: Mapping):
+        self.infos = infos  # held, so the id this plan is cached under cannot be reused while cached
+        self.names = tuple(sorted(infos))
+        self.keys = frozenset(self.names)
+        self.dtypes = tuple(infos[name].dtype for name in self.names)
+
+
+_PLANS: dict[int, _Plan] = {}
+_MAX_PLANS = 64
+
+
+def _plan(infos: Mapping) -> _Plan:
+    """The cached `_Plan` of a signature's input map (reading protobuf maps per request is slow)."""
+    plan = _PLANS.get(id(infos))
+    if plan is None or plan.infos is not infos:
+        plan = _Plan(infos)
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[id(infos)] = plan
+    return plan
+
+
+def _scalar_instances(instances: list, plan: _Plan) -> dict[str, np.ndarray] | None:
+    """Tensors for the common row format (every instance one scalar per input), or None to take the
+    general path, which also finds and words every error."""
+    names = plan.names
+    if type(instances[0]) is dict:
+        if plan.keys == {"b64"}:
+            return None  # {"b64": ...} is a binary value, not an object: the general path decides
+        keys = plan.keys
+        columns: list[list] = [[] for _ in names]
+        for element in instances:
+            if type(element) is not dict or element.keys() != keys:
+                return None
+            for column, name in zip(columns, names):
+                column.append(element[name])
+    elif len(names) == 1:
+        columns = [instances]
+    else:
+        return None
+    tensors = {}
+    for name, dtype, column in zip(names, plan.dtypes, columns):
+        if not _scalars_of(column, dtype):
+            return None
+        tensors[name] = _array(column if dtype != types_pb2.DT_STRING else [v.encode("utf-8") for v in column],
+                               [len(column)], dtype)
+    return tensors
+
+
+def _scalars_of(column: list, dtype: int) -> bool:
+    """Whether every value is a scalar `dtype` takes as it is (what `_converter` would pass unchanged)."""
+    types = set(map(type, column))
+    if dtype in _INT_RANGES:
+        low, high = _INT_RANGES[dtype]
+        return types == {int} and low <= min(column) and max(column) <= high
+    if dtype in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE):
+        return types <= {int, float}
+    if dtype == types_pb2.DT_STRING:
+        return types == {str}
+    if dtype == types_pb2.DT_BOOL:
+        return types == {bool}
+    return False
 
 
 def _add_item(item: Any, name: str, dtype: int, shapes: dict, out: list) -> None:
@@ -170,9 +245,13 @@ def _array(flat: list, shape: list[int], dtype: int) -> np.ndarray:
         array[:] = flat
     elif dtype in _WRAPPED:
         array = np.asarray(flat, dtype=np.int64).astype(_NUMPY_TYPES[dtype])
-    else:
+    elif dtype == types_pb2.DT_FLOAT and flat and not (-_FLOAT32_MAX <= min(flat) and max(flat) <= _FLOAT32_MAX):
+        # Out of float32's range (or NaN, which hides the range): overflow becomes +/-inf quietly.
+        # min/max only ever return NaN or the true extreme of the other values, so no overflow slips by.
         with np.errstate(over="ignore"):
-            array = np.asarray(flat, dtype=_NUMPY_TYPES[dtype])
+            array = np.asarray(flat, dtype=np.float32)
+    else:  # converters range-checked integers, and a double never overflows: no numpy error possible
+        array = np.asarray(flat, dtype=_NUMPY_TYPES[dtype])
     return array.reshape(shape)
 
 
@@ -627,6 +706,11 @@ def _to_json(name: str, array: np.ndarray) -> Any:
     if array.dtype in (np.float32, np.float16, np.float64):
         narrow = array.dtype != np.float64
         flat = [_tf_decimal(value, narrow) for value in array.reshape(-1).tolist()]
+        if array.ndim == 1:
+            return flat
+        if array.ndim == 2:
+            width = array.shape[1]
+            return [flat[row * width:(row + 1) * width] for row in range(array.shape[0])]
         return np.array(flat, dtype=np.float64).reshape(array.shape).tolist()
     return array.tolist()
 
@@ -657,11 +741,22 @@ def _tf_decimal(value: float, narrow: bool) -> float:
         return value  # written as NaN / Infinity / -Infinity
     text = "%g" % value
     back = float(text)
-    if (float(np.float32(back)) if narrow else back) != value:
+    if (_to_float32(back) if narrow else back) != value:
         text = ("%.9g" if narrow else "%.17g") % value
     return float(text)
 
 
+def _to_float32(value: float) -> float:
+    """`value` rounded to float32 (as float(np.float32(value)), without a numpy scalar per number)."""
+    try:
+        return _FLOAT32.unpack(_FLOAT32.pack(value))[0]
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def dumps(payload: Any) -> bytes:
     """JSON bytes; NaN/Infinity are written as TF Serving does (not strict JSON)."""
-    return json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    return _ENCODER.encode(payload).encode("utf-8")
