@@ -9,7 +9,7 @@ import re
 import sys
 from typing import Callable, Sequence
 
-from pipeline import exit_codes
+from pipeline import exit_codes, unchanged_run
 from pipeline.config import PipelineConfig
 from pipeline.run_args import add_dataset_arg, add_run_args, config_from_args
 from specs.dataset import load_spec
@@ -22,8 +22,17 @@ BEAM_STEP_SUFFIX = re.compile(r" \[while running '[^']*'\]$")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.local_runner import run_local  # heavy imports only when running
     spec, config = load_spec(args.dataset), config_from_args(args)
+    key = None if args.no_shortcut else unchanged_run.run_key(spec, config)
+    previous = unchanged_run.unchanged_run(spec, config, key)
+    if previous is not None:
+        print(unchanged_run.summary(spec, previous))
+        if args.report:  # nothing ran: no components, no time; the outcome is the unchanged run's
+            args.report.write_text(json.dumps({**previous["report"], "seconds": 0.0, "components": [],
+                                               "evaluation_reused": True, "pipeline_started": False,
+                                               "unchanged_since": previous["finished_at"]}, indent=2))
+        return previous["exit_code"]
+    from pipeline.local_runner import run_local  # heavy imports only when running
     from pipeline.report_cli import write_after_run
     try:
         report = run_local(spec, config)
@@ -32,11 +41,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             write_after_run(spec, config)
         raise
     print(report.summary())
-    if not args.no_report:
-        write_after_run(spec, config)
+    html = None if args.no_report else write_after_run(spec, config)
     if args.report:
         args.report.write_text(json.dumps(report.to_dict(), indent=2))
-    return exit_codes.NOT_BLESSED if report.blessed is False else exit_codes.DONE
+    code = exit_codes.NOT_BLESSED if report.blessed is False else exit_codes.DONE
+    unchanged_run.record(spec, config, key, {**report.to_dict(), "report_html": html}, code)
+    return code
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -87,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report", type=pathlib.Path, help="also write the run summary as JSON here")
     run.add_argument("--no-report", action="store_true",
                      help="skip the HTML run report (default: written to HOME/NAME/reports/RUN_ID.html)")
+    run.add_argument("--no-shortcut", action="store_true",
+                     help="start the pipeline even when spec, schema, data, code and options equal the last "
+                          "run's (each component then comes back CACHED); --no-cache implies it")
     run.set_defaults(func=cmd_run)
 
     schema = sub.add_parser("schema", help="draft a schema from the data for a human to curate",

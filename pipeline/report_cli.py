@@ -29,14 +29,17 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_after_run(spec: DatasetSpec, config: PipelineConfig) -> None:
+def write_after_run(spec: DatasetSpec, config: PipelineConfig) -> str | None:
     """The newest run's report, after `run` finished or failed; a report problem never hides the run's result."""
     from pipeline.report import write_report
     try:
-        print(f"Run report: {write_report(spec, config)}")
+        path = str(write_report(spec, config))
     except Exception as e:  # noqa: BLE001 - the run's own outcome and exit code come first
         log.warning("could not write the run report (%s: %s); try `python -m pipeline report --dataset %s -v`",
                     type(e).__name__, e, spec.name)
+        return None
+    print(f"Run report: {path}")
+    return path
 
 
 def _add_store_args(parser: argparse.ArgumentParser) -> None:
