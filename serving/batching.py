@@ -11,6 +11,7 @@ import collections
 import dataclasses
 import logging
 import os
+import queue
 import re
 import threading
 import time
@@ -64,7 +65,8 @@ class _Task:
     signature: str
     inputs: Mapping[str, np.ndarray]
     size: int
-    wake: threading.Event = dataclasses.field(default_factory=threading.Event)  # answered or promoted
+    # A token each time another thread answers or promotes this task (each at most once), put after it.
+    wake: queue.SimpleQueue = dataclasses.field(default_factory=queue.SimpleQueue)
     answered: bool = False
     promoted: bool = False  # this request's thread holds a lead (set and cleared under the lock)
     outputs: dict | None = None
@@ -109,9 +111,7 @@ class Batcher:
                 self._lead(task)
             if task.answered and not task.promoted:
                 break
-            task.wake.wait()
-            with self._cond:  # answers and promotions are set under the lock: the loop sees any that woke it
-                task.wake.clear()
+            task.wake.get()  # a token left from a change already seen only costs one more look
         if task.error is not None:
             raise task.error
         return task.outputs
@@ -138,7 +138,7 @@ class Batcher:
                         self._leaders -= 1
                     else:
                         successor.promoted = True
-                        successor.wake.set()
+                        successor.wake.put(None)
                 return
 
     def _take_batch(self, leader: _Task) -> list[_Task] | None:
@@ -176,10 +176,9 @@ class Batcher:
             self._run_alone(first)
         else:
             self._run_merged(batch)
-        with self._cond:
-            for task in batch:
-                task.answered = True
-                task.wake.set()
+        for task in batch:
+            task.answered = True
+            task.wake.put(None)
 
     def _run_merged(self, batch: list[_Task]) -> None:
         first = batch[0]

@@ -39,6 +39,8 @@ JSON = "application/json"
 IDLE_KEEP_ALIVE_SECONDS = 120  # how long an idle keep-alive connection may hold its thread
 MAX_HEAD_BYTES = 1 << 16  # request line plus headers, as http.server's line limit
 MAX_HEADERS = 100  # as http.server
+LINGER_SECONDS = 1.0  # after answering on a connection that must close, how long its input is drained
+MAX_LINGER_BYTES = 1 << 20
 METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH"})  # RestApi answers what it does not route
 _RECV = 1 << 16
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
@@ -154,12 +156,24 @@ class _Connection(socketserver.BaseRequestHandler):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(IDLE_KEEP_ALIVE_SECONDS)
         self._buffer = b""  # bytes received beyond what has been read so far
-        self._close = False
+        self._close = False  # close after the current answer
+        self._framing_lost = False  # where the current body ends is unknown
         try:
             while not self._close and self._serve_one():
                 pass
+            if self._close:
+                self._linger()
         except OSError:  # the peer went away, or stayed idle too long: the connection ends
             pass
+
+    def _linger(self) -> None:
+        """Half-close, then drop what the client still sends (briefly): closing a socket with unread
+        input resets the connection, and the client could lose the answer it has not read yet."""
+        self.request.shutdown(socket.SHUT_WR)
+        self.request.settimeout(LINGER_SECONDS)
+        dropped = 0
+        while dropped < MAX_LINGER_BYTES and (chunk := self.request.recv(_RECV)):
+            dropped += len(chunk)
 
     def _serve_one(self) -> bool:
         """Read and answer one request; False when the connection ended (or was cut) before one came."""
@@ -183,8 +197,7 @@ class _Connection(socketserver.BaseRequestHandler):
         if not path.lower().startswith("/v1/"):
             if not self._discard_body(request):
                 return False
-            if not self._close:
-                self._reply(*self._page(request.method, path))
+            self._reply(*self._page(request.method, path))
             return True
         body = self._read_body(request)
         if body is None:
@@ -206,7 +219,7 @@ class _Connection(socketserver.BaseRequestHandler):
             return b""
         length = int(length_header) if length_header.isascii() and length_header.isdigit() else -1
         if length < 0:
-            self._close = True  # the body's end is unknown: the connection cannot be reused
+            self._close = self._framing_lost = True  # the body's end is unknown: the connection cannot be reused
             return self._refuse(request, 400, f"Invalid Content-Length: {length_header}")
         limit = self.server.max_body_bytes
         if length > limit:
@@ -225,7 +238,7 @@ class _Connection(socketserver.BaseRequestHandler):
 
         False when the client hung up inside the body (nothing more to answer).
         """
-        if self._close:
+        if self._framing_lost:
             return True
         try:
             if "chunked" in request.headers.get("transfer-encoding", "").lower():
@@ -240,7 +253,7 @@ class _Connection(socketserver.BaseRequestHandler):
             self._skip(int(length) if length.isascii() and length.isdigit() else 0)
             return True
         except ValueError:
-            self._close = True
+            self._close = self._framing_lost = True
             return True
         except _HungUp:
             return False
@@ -270,7 +283,7 @@ class _Connection(socketserver.BaseRequestHandler):
         searched = 0
         while True:
             end = _HEAD_END.search(buffer, max(0, searched - 3))
-            if end is not None:
+            if end is not None and end.start() <= MAX_HEAD_BYTES:
                 self._buffer = buffer[end.end():]
                 return buffer[:end.start()]
             if len(buffer) > MAX_HEAD_BYTES:

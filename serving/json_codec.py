@@ -701,18 +701,22 @@ def predict_response(outputs: Mapping[str, np.ndarray], fmt: str) -> dict:
 def _to_json(name: str, array: np.ndarray) -> Any:
     if array.dtype.kind in "OSU":
         as_b64 = name.endswith("_bytes")
-        flat = [_string_out(value, as_b64) for value in array.reshape(-1)]
-        return np.array(flat, dtype=object).reshape(array.shape).tolist() if array.ndim else flat[0]
+        return _nest([_string_out(value, as_b64) for value in array.reshape(-1).tolist()], array.shape)
     if array.dtype in (np.float32, np.float16, np.float64):
         narrow = array.dtype != np.float64
-        flat = [_tf_decimal(value, narrow) for value in array.reshape(-1).tolist()]
-        if array.ndim == 1:
-            return flat
-        if array.ndim == 2:
-            width = array.shape[1]
-            return [flat[row * width:(row + 1) * width] for row in range(array.shape[0])]
-        return np.array(flat, dtype=np.float64).reshape(array.shape).tolist()
+        return _nest([_tf_decimal(value, narrow) for value in array.reshape(-1).tolist()], array.shape)
     return array.tolist()
+
+
+def _nest(flat: list, shape: tuple[int, ...]) -> Any:
+    """Row-major values as nested lists of `shape`, as ndarray.tolist() would give them."""
+    if not shape:
+        return flat[0]
+    if 0 in shape:
+        return np.zeros(shape).tolist()  # no values: only the empty lists' structure
+    for size in reversed(shape[1:]):
+        flat = [flat[start:start + size] for start in range(0, len(flat), size)]
+    return flat
 
 
 def _string_out(value: Any, as_b64: bool) -> str | dict:

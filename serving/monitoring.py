@@ -71,12 +71,23 @@ class Metrics:
             ":tensorflow:serving:request_latency",
             "Distribution of wall time (in microseconds) for Tensorflow Serving request.",
             ["model_name", "API", "entrypoint"], buckets=LATENCY_BUCKETS, registry=self._registry)
+        # Each label set's child, looked up once: `labels()` takes a lock and builds a key per call.
+        self._counts: dict[tuple[str, str], Counter] = {}
+        self._latencies: dict[tuple[str, str, str], Histogram] = {}
 
     def record(self, model_name: str, api: str, entrypoint: str, code: Code | None, seconds: float) -> None:
         """One finished request; `code` None means OK. Latency is kept for successes, as TF Serving does."""
-        self._count.labels(model_name, code.name if code else "OK").inc()
+        key = (model_name, code.name if code else "OK")
+        count = self._counts.get(key)
+        if count is None:
+            count = self._counts.setdefault(key, self._count.labels(*key))
+        count.inc()
         if code is None:
-            self._latency.labels(model_name, api, entrypoint).observe(seconds * 1e6)
+            labels = (model_name, api, entrypoint)
+            latency = self._latencies.get(labels)
+            if latency is None:
+                latency = self._latencies.setdefault(labels, self._latency.labels(*labels))
+            latency.observe(seconds * 1e6)
 
     def exposition(self) -> bytes:
         """Prometheus text format; counters keep TF Serving's name (no `_total` suffix)."""

@@ -5,6 +5,7 @@ around it is serving/http_server.py.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -86,6 +87,7 @@ class RestApi:
         }
 
 
+@functools.lru_cache(maxsize=1024)  # clients use few distinct URLs; matching them again costs per request
 def _metric_labels(method: str, path: str) -> tuple[str, str]:
     """(model name, API) as TF Serving's REST handler reports them: the URL's model and verb."""
     match = PREDICTION_PATH.fullmatch(path) if method == "POST" else None

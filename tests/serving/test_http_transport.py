@@ -166,3 +166,96 @@ def test_a_malformed_chunked_body_is_411_and_closes_the_connection(transport):
         while chunk := sock.recv(65536):  # the server closes after answering
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 411") and b"Connection: close" in answer
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    return answer
+
+
+def test_http_1_0_closes_after_the_answer_unless_asked_to_keep_alive(transport):
+    port, _ = transport
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"GET /hello HTTP/1.0\r\n\r\n")
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 200") and b"Connection: close" in answer and answer.endswith(b"hello")
+    keep = b"GET /hello HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"
+    answers = raw_exchange(port, keep, keep)
+    assert all(answer.startswith(b"HTTP/1.1 200") and b"Connection: close" not in answer for answer in answers)
+
+
+def test_connection_close_is_honoured(transport):
+    port, _ = transport
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 200") and b"Connection: close" in answer and answer.endswith(b"hello")
+
+
+def test_pipelined_and_byte_by_byte_requests_are_answered_in_order(transport):
+    port, _ = transport
+    body = b'{"instances": [1]}'
+    post = b"POST /v1/models/m:predict HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+    get = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(post + get)  # two requests in one segment
+        for byte in get:  # one request split over many segments
+            sock.sendall(bytes([byte]))
+        sock.sendall(b"GET /hello HTTP/1.1\r\nConnection: close\r\n\r\n")
+        answer = read_until_closed(sock)
+    statuses = re.findall(rb"HTTP/1.1 (\d+)", answer)
+    assert statuses == [b"404", b"200", b"200", b"200"], answer  # 404: the predict reached the API (no model m)
+
+
+def test_bare_line_feeds_and_a_leading_blank_line_are_accepted(transport):
+    port, _ = transport
+    [answer] = raw_exchange(port, b"\r\nGET /hello HTTP/1.1\nHost: x\n\n")
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"hello")
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent(transport):
+    port, _ = transport
+    body = b'{"instances": [1]}'
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body))
+        interim = b""
+        while not interim.endswith(b"\r\n\r\n"):
+            interim += sock.recv(1)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 404")
+
+
+@pytest.mark.parametrize("head, status", [
+    (b"NONSENSE\r\n\r\n", b"400"),
+    (b"GET /hello HTTP/1.1 extra\r\n\r\n", b"400"),
+    (b"GET /hello FTP/1.1\r\n\r\n", b"400"),
+    (b"GET /hello HTTP/one\r\n\r\n", b"400"),
+    (b"GET /hello HTTP/1.1\r\nno colon here\r\n\r\n", b"400"),
+    (b"GET /hello HTTP/2.0\r\n\r\n", b"505"),
+    (b"GET /hello HTTP/1.1\r\n" + b"X-Filler: " + b"a" * 70000 + b"\r\n\r\n", b"431"),
+    (b"GET /hello HTTP/1.1\r\n" + b"X-A: b\r\n" * 101 + b"\r\n", b"431"),
+])
+def test_an_unparsable_head_is_refused_and_the_connection_closed(transport, head, status):
+    port, _ = transport
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head)
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 " + status) and b"Connection: close" in answer, answer
+    assert "error" in json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert request(port, "GET", "/hello")[0] == 200
+
+
+def test_unsupported_methods_get_501_and_head_gets_no_body(transport):
+    port, _ = transport
+    status, _, body = request(port, "OPTIONS", "/v1/models/m")
+    assert status == 501 and json.loads(body) == {"error": "Unsupported method ('OPTIONS')"}
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nConnection: close\r\n\r\n")
+        answer = read_until_closed(sock)
+    head, after = answer.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 501") and after.startswith(b"HTTP/1.1 200") and after.endswith(b"hello")
