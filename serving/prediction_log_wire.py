@@ -166,29 +166,34 @@ def _class(label: str | bytes, score: float) -> bytes:
     return field("Class", "label", label_bytes) + _float_field("Class", "score", score)
 
 
+# kind -> (PredictionLog field, log message, request message, response message)
+_EXAMPLE_LOGS = {"classify": ("classify_log", "ClassifyLog", "ClassificationRequest", "ClassificationResponse"),
+                 "regress": ("regress_log", "RegressLog", "RegressionRequest", "RegressionResponse")}
+
+
+def _example_log(kind: str, name: str, version: int, signature_name: str, examples: Iterable[bytes],
+                 result: bytes) -> bytes:
+    """A classify or regress log: the examples asked about, the serialized result answered."""
+    log_field, log_message, request_message, response_message = _EXAMPLE_LOGS[kind]
+    request = (field(request_message, "model_spec", model_spec(name, version, signature_name))
+               + field(request_message, "input", _examples(examples)))
+    response = (field(response_message, "result", result)
+                + field(response_message, "model_spec", model_spec(name, version, signature_name or DEFAULT_SIGNATURE)))
+    return field("PredictionLog", log_field,
+                 field(log_message, "request", request) + field(log_message, "response", response))
+
+
 def classify_log(name: str, version: int, signature_name: str, examples: Iterable[bytes],
                  results: Iterable[Iterable[tuple[str, float]]]) -> bytes:
-    request = (field("ClassificationRequest", "model_spec", model_spec(name, version, signature_name))
-               + field("ClassificationRequest", "input", _examples(examples)))
     classifications = b"".join(
         field("ClassificationResult", "classifications",
               b"".join(field("Classifications", "classes", _class(label, score)) for label, score in classes))
         for classes in results)
-    response = (field("ClassificationResponse", "result", classifications)
-                + field("ClassificationResponse", "model_spec",
-                        model_spec(name, version, signature_name or DEFAULT_SIGNATURE)))
-    return field("PredictionLog", "classify_log",
-                 field("ClassifyLog", "request", request) + field("ClassifyLog", "response", response))
+    return _example_log("classify", name, version, signature_name, examples, classifications)
 
 
 def regress_log(name: str, version: int, signature_name: str, examples: Iterable[bytes],
                 values: Iterable[float]) -> bytes:
-    request = (field("RegressionRequest", "model_spec", model_spec(name, version, signature_name))
-               + field("RegressionRequest", "input", _examples(examples)))
     regressions = b"".join(field("RegressionResult", "regressions", _float_field("Regression", "value", value))
                            for value in values)
-    response = (field("RegressionResponse", "result", regressions)
-                + field("RegressionResponse", "model_spec",
-                        model_spec(name, version, signature_name or DEFAULT_SIGNATURE)))
-    return field("PredictionLog", "regress_log",
-                 field("RegressLog", "request", request) + field("RegressLog", "response", response))
+    return _example_log("regress", name, version, signature_name, examples, regressions)
