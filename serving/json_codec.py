@@ -136,13 +136,17 @@ def _from_instances(instances: list, infos: Mapping) -> dict[str, np.ndarray]:
 class _Plan:
     """A signature's inputs as the row-format fast path needs them: sorted names and their dtypes."""
 
-    __slots__ = ("infos", "names", "keys", "dtypes")
+    __slots__ = ("infos", "names", "keys", "groups")
 
     def __init__(self, infos: Mapping):
         self.infos = infos  # held, so the id this plan is cached under cannot be reused while cached
         self.names = tuple(sorted(infos))
         self.keys = frozenset(self.names)
-        self.dtypes = tuple(infos[name].dtype for name in self.names)
+        by_dtype: dict[int, list[int]] = {}
+        for index, name in enumerate(self.names):
+            by_dtype.setdefault(infos[name].dtype, []).append(index)
+        # Inputs of one dtype are checked and converted together: one array, one row per input.
+        self.groups = tuple((dtype, tuple(indices)) for dtype, indices in by_dtype.items())
 
 
 _PLANS: dict[int, _Plan] = {}
@@ -179,11 +183,15 @@ def _scalar_instances(instances: list, plan: _Plan) -> dict[str, np.ndarray] | N
     else:
         return None
     tensors = {}
-    for name, dtype, column in zip(names, plan.dtypes, columns):
-        if not _scalars_of(column, dtype):
+    for dtype, indices in plan.groups:
+        flat = [value for index in indices for value in columns[index]]
+        if not _scalars_of(flat, dtype):
             return None
-        tensors[name] = _array(column if dtype != types_pb2.DT_STRING else [v.encode("utf-8") for v in column],
-                               [len(column)], dtype)
+        if dtype == types_pb2.DT_STRING:
+            flat = [value.encode("utf-8") for value in flat]
+        rows = _array(flat, [len(indices), len(instances)], dtype)
+        for row, index in enumerate(indices):
+            tensors[names[index]] = rows[row]
     return tensors
 
 
@@ -393,10 +401,22 @@ def loads(body: bytes | str) -> Any:
     trailing data, errors) goes to `_RapidJsonParser`, which answers like RapidJSON.
     """
     try:
-        return json.loads(body, parse_int=_parse_int, parse_float=_parse_float)
+        return _json_loads(body)
     except (ValueError, RecursionError):
         text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
         return _RapidJsonParser(text).parse()
+
+
+_DECODER = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float)
+
+
+def _json_loads(body: bytes | str) -> Any:
+    """json.loads(body, parse_int=_parse_int, parse_float=_parse_float), without a new decoder per call."""
+    if isinstance(body, (bytes, bytearray)):
+        body = body.decode(json.detect_encoding(body), "surrogatepass")
+    elif body.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", body, 0)
+    return _DECODER.decode(body)
 
 
 _ERRORS = {
@@ -702,8 +722,8 @@ def _to_json(name: str, array: np.ndarray) -> Any:
     if array.dtype.kind in "OSU":
         as_b64 = name.endswith("_bytes")
         return _nest([_string_out(value, as_b64) for value in array.reshape(-1).tolist()], array.shape)
-    if array.dtype in (np.float32, np.float16, np.float64):
-        narrow = array.dtype != np.float64
+    if array.dtype.char in "efd":  # float16, float32, float64
+        narrow = array.dtype.char != "d"
         return _nest([_tf_decimal(value, narrow) for value in array.reshape(-1).tolist()], array.shape)
     return array.tolist()
 
@@ -743,11 +763,10 @@ def _tf_decimal(value: float, narrow: bool) -> float:
     round-trip in the value's own precision, else 9 (float) or 17 (double) digits."""
     if not math.isfinite(value):
         return value  # written as NaN / Infinity / -Infinity
-    text = "%g" % value
-    back = float(text)
-    if (_to_float32(back) if narrow else back) != value:
-        text = ("%.9g" if narrow else "%.17g") % value
-    return float(text)
+    back = float("%g" % value)
+    if back == value or (narrow and _to_float32(back) == value):
+        return back
+    return float(("%.9g" if narrow else "%.17g") % value)
 
 
 def _to_float32(value: float) -> float:
