@@ -97,7 +97,7 @@ class Batcher:
         if not size or size > self._params.max_batch_size:
             return servable.run(signature, inputs)  # not splittable along one batch dimension
         key = (id(servable), signature,
-               tuple((name, value.dtype.str, value.shape[1:]) for name, value in sorted(inputs.items())))
+               tuple((name, value.dtype, value.shape[1:]) for name, value in sorted(inputs.items())))
         task = _Task(key, servable, signature, inputs, size)
         with self._cond:
             self._queue.append(task)

@@ -109,7 +109,10 @@ class _Request:
 
 def parse_head(head: bytes) -> _Request:
     """The request line and headers of one request (without the blank line), or `_Refused`."""
-    lines = _LINE_END.split(head.decode("latin-1"))
+    text = head.decode("latin-1")
+    lines = text.split("\r\n")
+    if text.count("\n") >= len(lines):  # some lines end in a bare LF
+        lines = _LINE_END.split(text)
     words = lines[0].split()
     if len(words) != 3:
         raise _Refused(400, f"Bad request syntax ({lines[0]!r})")

@@ -719,12 +719,13 @@ def predict_response(outputs: Mapping[str, np.ndarray], fmt: str) -> dict:
 
 
 def _to_json(name: str, array: np.ndarray) -> Any:
-    if array.dtype.kind in "OSU":
+    char = array.dtype.char
+    if char in "OSU":
         as_b64 = name.endswith("_bytes")
-        return _nest([_string_out(value, as_b64) for value in array.reshape(-1).tolist()], array.shape)
-    if array.dtype.char in "efd":  # float16, float32, float64
-        narrow = array.dtype.char != "d"
-        return _nest([_tf_decimal(value, narrow) for value in array.reshape(-1).tolist()], array.shape)
+        return _nest([_string_out(value, as_b64) for value in array.ravel().tolist()], array.shape)
+    if char in "efd":  # float16, float32, float64
+        narrow = char != "d"
+        return _nest([_tf_decimal(value, narrow) for value in array.ravel().tolist()], array.shape)
     return array.tolist()
 
 

@@ -51,10 +51,10 @@ class RestApi:
         return answer
 
     def _dispatch(self, method: str, path: str, body: bytes) -> dict:
-        match = PREDICTION_PATH.fullmatch(path) if method == "POST" else None
-        if match:
-            name, version, label, verb = match.groups()
-            return self._predict_like(unquote(name), _version(version), _label(label), verb.lower(), body)
+        route = _prediction_route(path) if method == "POST" else None
+        if route:
+            name, version, label, verb = route
+            return self._predict_like(name, _version(version), label, verb, body)
         match = STATUS_PATH.fullmatch(path) if method == "GET" else None
         if match:
             name, version, label, metadata = match.groups()
@@ -88,6 +88,16 @@ class RestApi:
 
 
 @functools.lru_cache(maxsize=1024)  # clients use few distinct URLs; matching them again costs per request
+def _prediction_route(path: str) -> tuple[str, str | None, str | None, str] | None:
+    """(model name, version text, label, verb) of a classify/regress/predict URL, or None."""
+    match = PREDICTION_PATH.fullmatch(path)
+    if match is None:
+        return None
+    name, version, label, verb = match.groups()
+    return unquote(name), version, _label(label), verb.lower()
+
+
+@functools.lru_cache(maxsize=1024)
 def _metric_labels(method: str, path: str) -> tuple[str, str]:
     """(model name, API) as TF Serving's REST handler reports them: the URL's model and verb."""
     match = PREDICTION_PATH.fullmatch(path) if method == "POST" else None
