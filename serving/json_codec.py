@@ -712,10 +712,10 @@ def predict_response(outputs: Mapping[str, np.ndarray], fmt: str) -> dict:
         if batch is not None and size != batch:
             raise invalid_argument(f"Tensor name: {name} has inconsistent batch size: {size} expecting: {batch}")
         batch = size
-    rows = {name: _to_json(name, outputs[name]) for name in names}
+    columns = [_to_json(name, outputs[name]) for name in names]  # each a list of `batch` values
     if len(names) == 1:
-        return {"predictions": rows[names[0]]}
-    return {"predictions": [{name: rows[name][i] for name in names} for i in range(batch)]}
+        return {"predictions": columns[0]}
+    return {"predictions": [dict(zip(names, row)) for row in zip(*columns)]}
 
 
 def _to_json(name: str, array: np.ndarray) -> Any:
