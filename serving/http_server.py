@@ -3,21 +3,22 @@
 Each connection gets a thread that reads a request, runs it (model calls block
 this thread only, and the dynamic batcher merges concurrent ones) and writes the
 answer in one write, so Nagle never stalls it. The request head is read and
-split here rather than by `http.server`, whose per-request email-parser header
-parsing cost as much Python CPU as the JSON codec (serving/README.md, Performance);
-why not an event-loop server (uvicorn, aiohttp): same section.
+split here rather than by `http.server`, whose per-request header parsing (the
+`email` package) was one of the largest Python costs of a request
+(serving/README.md, Performance); why not an event-loop server (uvicorn,
+aiohttp): same section.
 
 Transport rules the tests hold: keep-alive (HTTP/1.1 by default, HTTP/1.0 only
-with `Connection: keep-alive`; `Connection: close` closes after the answer); a
-POST needs Content-Length (411 otherwise, and for chunked bodies); bodies over
-the limit get 413; a malformed Content-Length gets 400 and closes; a request
-line or head that cannot be parsed gets 400 (431 when over 64 KiB or 100
-header lines, 505 for HTTP/2+) and closes; `Expect: 100-continue` is answered
-before the body is read; methods other than GET/POST/PUT/DELETE/PATCH get 501;
-paths outside `/v1/` go to the page handlers, else 404. A refused body is read
-and dropped, never kept, before the answer: a client still sending it would
-otherwise get a connection reset instead of the error. A body cut short by the
-client's hang-up is owed no answer.
+with `Connection: keep-alive`, echoed in the answer; `Connection: close` closes
+after the answer); a POST needs Content-Length (411 otherwise, and for chunked
+bodies); bodies over the limit get 413; a malformed Content-Length gets 400 and
+closes; a request line or head that cannot be parsed gets 400 (431 when over
+64 KiB or 100 header lines, 505 for HTTP/2+) and closes; `Expect: 100-continue`
+is answered before the body is read; methods other than GET/POST/PUT/DELETE/PATCH
+get 501 (HEAD: without a body); paths outside `/v1/` go to the page handlers,
+else 404. A refused body is read and dropped, never kept, before the answer: a
+client still sending it would otherwise get a connection reset instead of the
+error. A body cut short by the client's hang-up is owed no answer.
 """
 from __future__ import annotations
 
@@ -161,6 +162,7 @@ class _Connection(socketserver.BaseRequestHandler):
         self._buffer = b""  # bytes received beyond what has been read so far
         self._close = False  # close after the current answer
         self._framing_lost = False  # where the current body ends is unknown
+        self._say_keep_alive = False  # an HTTP/1.0 client asked to keep the connection: say it is kept
         try:
             while not self._close and self._serve_one():
                 pass
@@ -191,6 +193,7 @@ class _Connection(socketserver.BaseRequestHandler):
             self._reply(refused.status, json_codec.dumps({"error": refused.message}), JSON)
             return False
         self._close = not request.keep_alive
+        self._say_keep_alive = request.keep_alive and not request.http11
         if request.method not in METHODS:
             self._refuse(request, 501, f"Unsupported method ({request.method!r})")
             return True
@@ -274,8 +277,9 @@ class _Connection(socketserver.BaseRequestHandler):
         return status, body, content_type
 
     def _reply(self, status: int, payload: bytes, content_type: str, head_only: bool = False) -> None:
-        head = b"%s%s%d\r\n%s\r\n" % (_status_line(status), _content_type(content_type), len(payload),
-                                       b"Connection: close\r\n" if self._close else b"")
+        connection = (b"Connection: close\r\n" if self._close
+                      else b"Connection: keep-alive\r\n" if self._say_keep_alive else b"")
+        head = b"%s%s%d\r\n%s\r\n" % (_status_line(status), _content_type(content_type), len(payload), connection)
         self.request.sendall(head if head_only else head + payload)
 
     # -- reading from the connection ------------------------------------------------
