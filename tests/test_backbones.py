@@ -93,8 +93,30 @@ def test_model_input_preprocessing_is_the_backbones_own_preprocess_input(spec, t
     np.testing.assert_allclose(preprocessing_of(model)(decoded).numpy(), expected, rtol=1e-5, atol=1e-4)
 
 
-# Exporting is the same code for every backbone; two (caffe mode and EfficientNet's in-model scaling)
-# keep the test affordable on a 2-core machine (a NASNet export takes minutes).
+@pytest.mark.parametrize("builder", sorted(OWN_PREPROCESSING))
+def test_served_graph_preprocesses_png_bytes_with_the_backbones_own_preprocess_input(
+        spec, transform_output, builder, tmp_path):
+    """Every backbone, through an exported served graph: the built model cut after its preprocess_input layer.
+
+    The export is the trainer's own (`export_keras_model`: Transform layer, PNG decode, the model); the cut model's
+    output is the preprocessed image, which the binary head passes through flattened as `probability`. Exporting
+    the whole network costs minutes per backbone here (NASNet the most); the full served model is checked below.
+    """
+    model = build(spec, transform_output, builder)
+    cut = tf.keras.Model(model.inputs, model.get_layer("preprocess_input").output, name=model.name)
+    assert [layer.name for layer in cut.layers] == ["image", "preprocess_input"]
+    signatures.export_keras_model(cut, spec, transform_output, str(tmp_path / "served"))
+    image = pixels(13)
+    served = tf.saved_model.load(str(tmp_path / "served")).signatures["serving_default"]
+    answer = served(image=tf.constant([png(image)]))["probability"].numpy().reshape((1, SIZE, SIZE, 3))
+    expected = OWN_PREPROCESSING[builder](image[np.newaxis].astype(np.float32))
+    np.testing.assert_allclose(answer, expected, rtol=1e-5, atol=1e-4)
+    if builder != "efficientnet_b0":  # EfficientNet's preprocess_input passes pixels through (it rescales inside)
+        assert not np.allclose(answer, image[np.newaxis])
+
+
+# The whole network exported and served; two (caffe mode and EfficientNet's in-model scaling) keep the test
+# affordable on a 2-core machine (a NASNet export takes minutes).
 @pytest.mark.parametrize("builder", ["vgg16", "efficientnet_b0"])
 def test_served_model_preprocesses_png_bytes_with_the_backbones_own_preprocess_input(
         spec, transform_output, builder, tmp_path):
