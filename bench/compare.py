@@ -7,8 +7,10 @@
 
 Runs from an empty home (no cache) and writes bench/results/compare_<name>.json:
 the CandidateComparison artefact (winner chosen on validation, every candidate on
-test with a bootstrap interval, parameters, train time, latency, size) plus the
-Evaluator's blessing of the winner and the run's wall time.
+test from one TFMA run with TFMA's Poisson-bootstrap interval, parameters, train
+time, latency, size) plus the Evaluator's blessing of the winner and the run's
+wall time. The TFMA eval result stays in the run's comparison artefact
+(bench/results/work/compare_<name>/..., `evaluation/`).
 """
 from __future__ import annotations
 

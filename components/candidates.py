@@ -258,8 +258,11 @@ def evaluate_candidates(config: tfma.EvalConfig, models: Mapping[str, types.Arti
     for model_spec in config.model_specs:
         model_dir = path_utils.serving_model_path(models[model_spec.name].uri)
         custom_ops.register_ops_for(model_dir)  # TF-DF candidates: TFMA loads them in this process
+        # include_default_metrics=False: only the configured metric. A Keras model's own compiled metrics
+        # would be recomputed by reloading the model in every bootstrap replicate (minutes per image model).
         shared_models.append(tfma.default_eval_shared_model(
-            eval_saved_model_path=model_dir, model_name=model_spec.name, eval_config=config))
+            eval_saved_model_path=model_dir, model_name=model_spec.name, eval_config=config,
+            include_default_metrics=False))
     tfma.run_model_analysis(
         eval_shared_model=shared_models, eval_config=config, output_path=output_path,
         data_location=os.path.join(artifact_utils.get_split_uri([examples], "test"), "*"),
