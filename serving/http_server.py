@@ -27,6 +27,7 @@ import logging
 import re
 import socket
 import socketserver
+import struct
 import threading
 from typing import Sequence
 
@@ -158,7 +159,11 @@ class _Connection(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         sock = self.request
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(IDLE_KEEP_ALIVE_SECONDS)
+        # The idle limit as kernel socket timeouts (a timed-out call raises OSError): a Python-level
+        # timeout would add a poll() per recv and send, each one more interpreter-lock hand-off.
+        idle = struct.pack("ll", IDLE_KEEP_ALIVE_SECONDS, 0)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, idle)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, idle)
         self._buffer = b""  # bytes received beyond what has been read so far
         self._close = False  # close after the current answer
         self._framing_lost = False  # where the current body ends is unknown
