@@ -55,7 +55,8 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(roc_auc_score(labels, scores)) if len(np.unique(labels)) == 2 else float("nan")
 
 
-# metric name (TFMA/Keras class name, as in a spec's evaluation block) -> f(labels, served outputs)
+# The selector's validation scoring: metric name (TFMA/Keras class name, as in a spec's evaluation block)
+# -> f(labels, served outputs). The test figures come from TFMA (CandidateComparison).
 METRICS: dict[str, Callable[[np.ndarray, Mapping[str, np.ndarray]], float]] = {
     "AUC": lambda y, out: _auc(y, out["probabilities"][:, 1]),
     "BinaryAccuracy": lambda y, out: float(np.mean((out["probabilities"][:, 1] >= 0.5) == y)),
