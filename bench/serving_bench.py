@@ -3,15 +3,21 @@
 Starts `python -m serving serve --enable_batching` on free local ports over
 `--model-base-path`, sends one-instance predict requests from N client threads
 (one keep-alive connection each), and compares with calling the same SavedModel
-signature in-process, single-threaded: the cost the server adds on top. Then the
-same load again with request logging at sampling rate 1.0 (every request
-written), to show what logging costs the request path.
+signature in-process, single-threaded: the cost the server adds on top. A second
+server logs every request (sampling rate 1.0); the two are measured in
+alternating rounds (off, on, off, on, ...), so a change in the machine's load
+hits both alike, and the figures are the medians over rounds. Logging counts as
+"not measurably slower" when, at every concurrency, the median with logging is
+within the round-to-round spread of the runs without it. After each logged
+level the bench waits for the log writer process to go idle, so its catching
+up never overlaps the next measurement; its CPU per request is reported too.
 
     python bench/serving_bench.py --model-base-path serving_models/churn --model-name churn
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -36,6 +42,7 @@ from serving.demo import free_port, stop_process  # noqa: E402
 UNSEEN_CUSTOMER = {"CreditScore": 615, "Geography": "France", "Gender": "Male", "Age": 22, "Tenure": 5,
                    "Balance": 20000, "NumOfProducts": 5, "HasCrCard": 1, "IsActiveMember": 1,
                    "EstimatedSalary": 60000}
+WARM_UP_CALLS = 20  # per client thread and level, before the clock starts
 DUMMY_BY_DTYPE = {"DT_STRING": "", "DT_FLOAT": 0.0, "DT_DOUBLE": 0.0}
 
 
@@ -46,6 +53,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--output", default=str(REPO / "bench" / "results" / "serving_churn.json"))
     parser.add_argument("--requests", type=int, default=3000, help="measured requests per concurrency level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds without/with logging")
     parser.add_argument("--signature-name", default="serving_default")
     parser.add_argument("--note", default="", help="what else ran on the machine, recorded with the figures")
     return parser.parse_args()
@@ -143,7 +151,7 @@ def rest_level(port: int, model: str, signature: str, instance: dict, concurrenc
     def client_thread(index: int) -> None:
         connection = RawRestConnection(port, f"/v1/models/{model}:predict", body)
         try:
-            for _ in range(20):  # connect and warm up before the clock starts
+            for _ in range(WARM_UP_CALLS):  # connect and warm up before the clock starts
                 connection.call()
             start_line.wait()
             for _ in range(per_thread):
@@ -178,8 +186,9 @@ def logging_config(model_name: str, base_path: str, prefix: str) -> str:
             f"sampling_config {{ sampling_rate: 1.0 }} }} }} }}\n")
 
 
-def serve_and_measure(args: argparse.Namespace, model_args: list[str], label: str) -> tuple[dict, list[dict]]:
-    """Start the server with `model_args`, run every concurrency level, stop it: (metadata, levels)."""
+@contextlib.contextmanager
+def running_server(args: argparse.Namespace, model_args: list[str]):
+    """A `python -m serving serve` process with `model_args`: yields (process, REST port, model metadata)."""
     rest_port, grpc_port = free_port(), free_port()
     command = [sys.executable, "-m", "serving", "serve", *model_args, f"--port={grpc_port}",
                f"--rest_api_port={rest_port}", "--enable_batching", "--file_system_poll_wait_seconds=0",
@@ -190,19 +199,46 @@ def serve_and_measure(args: argparse.Namespace, model_args: list[str], label: st
             with RestClient("127.0.0.1", rest_port) as client:
                 client.wait_until_available(args.model_name, timeout=300)
                 metadata = client.model_metadata(args.model_name)
-            instance = instance_for(metadata, args.signature_name)
-            levels = []
-            for concurrency in args.concurrency:
-                levels.append(rest_level(rest_port, args.model_name, args.signature_name, instance,
-                                         concurrency, args.requests, server.pid))
-                print(f"{label}: {levels[-1]}", flush=True)
+            yield server, rest_port, metadata
         except Exception:
             log_file.seek(0)
             print(log_file.read()[-3000:], file=sys.stderr)
             raise
         finally:
             stop_process(server)
-    return metadata, levels
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of a process (Linux /proc): the request-log writer of a logging server."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(child) for child in (task / "children").read_text().split()]
+    return children
+
+
+def children_cpu_seconds(pid: int) -> float:
+    return sum(process_cpu_seconds(child) for child in child_pids(pid))
+
+
+def wait_until_idle(pid: int, quiet_s: float = 0.5, timeout_s: float = 120.0) -> None:
+    """Wait until the children of `pid` (the log writer) use no CPU for `quiet_s`."""
+    last = children_cpu_seconds(pid)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = children_cpu_seconds(pid)
+        if now == last:
+            return
+        last = now
+
+
+def median_level(rounds: list[dict]) -> dict:
+    """Per-figure medians over rounds of one concurrency level, with the rounds kept."""
+    figures = [key for key in rounds[0] if key not in ("concurrency", "requests", "errors")]
+    median = {key: round(float(np.median([level[key] for level in rounds])), 3) for key in figures}
+    return {"concurrency": rounds[0]["concurrency"], "requests": sum(level["requests"] for level in rounds),
+            "errors": sum(level["errors"] for level in rounds), **median,
+            "requests_per_s_rounds": [level["requests_per_s"] for level in rounds]}
 
 
 def count_records(folder: str) -> int:
@@ -219,18 +255,51 @@ def main() -> int:
         print(f"no <version>/ directories under {base_path}", file=sys.stderr)
         return 1
     load_before = round(os.getloadavg()[0], 2)
-    metadata, levels = serve_and_measure(
-        args, [f"--model_name={args.model_name}", f"--model_base_path={base_path}"], "REST")
-    version = int(metadata["model_spec"]["version"])
-    instance = instance_for(metadata, args.signature_name)
-    floor = in_process_floor(os.path.join(base_path, str(version)), args.signature_name, instance, args.requests)
-    print(f"in-process: {floor}", flush=True)
-    with tempfile.TemporaryDirectory() as scratch:
+    plain: dict[int, list[dict]] = {concurrency: [] for concurrency in args.concurrency}
+    logged: dict[int, list[dict]] = {concurrency: [] for concurrency in args.concurrency}
+    with tempfile.TemporaryDirectory() as scratch, contextlib.ExitStack() as servers:
         config = Path(scratch, "models.config")
         config.write_text(logging_config(args.model_name, base_path, os.path.join(scratch, "logs", "requests")))
-        _, logged_levels = serve_and_measure(args, [f"--model_config_file={config}"], "REST, request logging on")
+        server, port, metadata = servers.enter_context(
+            running_server(args, [f"--model_name={args.model_name}", f"--model_base_path={base_path}"]))
+        logging_server, logging_port, _ = servers.enter_context(
+            running_server(args, [f"--model_config_file={config}"]))
+        instance = instance_for(metadata, args.signature_name)
+        with RestClient("127.0.0.1", logging_port) as client:  # a first logged call starts the log writer
+            client.predict(args.model_name, instances=[instance], signature_name=args.signature_name)
+        wait_until_idle(logging_server.pid)
+        for round_number in range(1, args.rounds + 1):
+            for concurrency in args.concurrency:
+                level = rest_level(port, args.model_name, args.signature_name, instance, concurrency,
+                                   args.requests, server.pid)
+                plain[concurrency].append(level)
+                print(f"round {round_number}, REST: {level}", flush=True)
+                writer_cpu = children_cpu_seconds(logging_server.pid)
+                level = rest_level(logging_port, args.model_name, args.signature_name, instance, concurrency,
+                                   args.requests, logging_server.pid)
+                wait_until_idle(logging_server.pid)  # its catching up must not overlap the next measurement
+                writer_cpu = children_cpu_seconds(logging_server.pid) - writer_cpu
+                logged_calls = level["requests"] + WARM_UP_CALLS * concurrency
+                level["log_writer_cpu_ms_per_request"] = round(1000 * writer_cpu / logged_calls, 3)
+                logged[concurrency].append(level)
+                print(f"round {round_number}, REST, request logging on: {level}", flush=True)
+        stop_process(logging_server)  # the writer finishes its files before the server exits
         records = count_records(os.path.join(scratch, "logs"))
     print(f"request log records written: {records}", flush=True)
+    levels = [median_level(plain[concurrency]) for concurrency in args.concurrency]
+    logged_levels = [median_level(logged[concurrency]) for concurrency in args.concurrency]
+    version = int(metadata["model_spec"]["version"])
+    floor = in_process_floor(os.path.join(base_path, str(version)), args.signature_name, instance, args.requests)
+    print(f"in-process: {floor}", flush=True)
+    logging_cost = {}
+    for off, on in zip(levels, logged_levels):
+        spread = max(off["requests_per_s_rounds"]) - min(off["requests_per_s_rounds"])
+        difference = on["requests_per_s"] - off["requests_per_s"]
+        logging_cost[str(off["concurrency"])] = {
+            "requests_per_s_difference": round(difference, 1),
+            "relative": round(difference / off["requests_per_s"], 4),
+            "round_to_round_spread_without_logging": round(spread, 1),
+            "within_spread": abs(difference) <= spread}
 
     import tensorflow as tf
 
@@ -242,6 +311,7 @@ def main() -> int:
         targets["rest_rps_c32_at_least_2x_in_process_rate"] = (
             by_concurrency[32]["requests_per_s"] >= 2 * floor["requests_per_s"])
         targets["rest_p99_c32_under_50ms"] = by_concurrency[32]["p99_ms"] < 50.0
+    targets["request_logging_not_measurably_slower"] = all(cost["within_spread"] for cost in logging_cost.values())
     result = {
         "model_name": args.model_name,
         "model_base_path": base_path,
@@ -257,10 +327,14 @@ def main() -> int:
                     "note": args.note},
         "in_process": floor,
         "rest": levels,
+        "rounds": args.rounds,
         "rest_request_logging": {
             "config": "logging_config with sampling_rate 1.0 (every request logged)",
             "records_written": records,
+            "requests_sent": 1 + sum(level["requests"] + WARM_UP_CALLS * level["concurrency"]  # warm-ups too
+                                     for rounds in logged.values() for level in rounds),
             "levels": logged_levels,
+            "cost": logging_cost,
         },
         "targets": targets,
     }

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from functools import lru_cache
-from typing import Iterable, Mapping
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -136,20 +136,36 @@ def _map_key(name: str) -> bytes:
     return varint(1 << 3 | _BYTES) + varint(len(name.encode())) + name.encode()
 
 
-def _tensor_map(message: str, name: str, tensors: Mapping[str, np.ndarray]) -> bytes:
-    """A map<string, TensorProto> field: one (key = 1, value = 2) entry per tensor."""
-    value_key = varint(2 << 3 | _BYTES)
-    return b"".join(field(message, name, _map_key(key) + value_key + varint(len(data)) + data)
-                    for key, data in ((key, tensor(value)) for key, value in tensors.items()))
+_MAP_VALUE_KEY = varint(2 << 3 | _BYTES)
 
 
-def predict_log(name: str, version: int, signature_name: str, inputs: Mapping[str, np.ndarray],
-                output_filter: Iterable[str], outputs: Mapping[str, np.ndarray]) -> bytes:
-    """PredictionLog.predict_log: the request as gRPC would send it, the response as answered."""
+def map_entries(message: str, field_name: str, key: str, values: Sequence[np.ndarray]) -> list[bytes]:
+    """One tensor of many calls: per call, its entry of the map<string, TensorProto> field `field_name`.
+
+    Numbers of one dtype and shape (the usual batch of one-instance calls) share
+    every byte but their contents, so those are encoded once.
+    """
+    first = values[0]
+    if first.dtype.kind in "OSU" or any(value.shape != first.shape or value.dtype != first.dtype for value in values):
+        return [field(message, field_name, _map_entry(key, tensor(value))) for value in values]
+    head = (_tensor_head(first.dtype, first.shape) + _key("TensorProto", "tensor_content", _BYTES)
+            + varint(first.nbytes))
+    prefix = field(message, field_name, _map_entry(key, head + bytes(first.nbytes)))[:-first.nbytes]
+    return [prefix + np.ascontiguousarray(value).tobytes() for value in values]
+
+
+def _map_entry(key: str, value: bytes) -> bytes:
+    return _map_key(key) + _MAP_VALUE_KEY + varint(len(value)) + value
+
+
+def predict_log(name: str, version: int, signature_name: str, input_entries: bytes, output_filter: Iterable[str],
+                output_entries: bytes) -> bytes:
+    """PredictionLog.predict_log from its tensors' map entries: the request as gRPC would send it, the
+    response as answered."""
     request = (field("PredictRequest", "model_spec", model_spec(name, version, signature_name))
-               + _tensor_map("PredictRequest", "inputs", inputs)
+               + input_entries
                + b"".join(field("PredictRequest", "output_filter", key.encode()) for key in output_filter))
-    response = (_tensor_map("PredictResponse", "outputs", outputs)
+    response = (output_entries
                 + field("PredictResponse", "model_spec",
                         model_spec(name, version, signature_name or DEFAULT_SIGNATURE)))
     return field("PredictionLog", "predict_log",

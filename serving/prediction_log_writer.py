@@ -7,6 +7,10 @@ per tensor. Encoding and writing happen in this process, on its own interpreter
 lock, so logging takes almost no CPU from the requests being served. It imports
 neither TensorFlow nor the proto classes and starts in a fraction of a second.
 
+It runs at a lower scheduling priority (nice +10): when serving and logging
+compete for the CPU, serving wins and the records wait in the server's queue
+(dropped and counted only past its bound).
+
 Files are `<filename_prefix>.<start time>.<server pid>.<n>.tfrecord`, flushed
 every second and rotated by size and age. It ignores SIGINT/SIGTERM (a Ctrl-C
 reaches the whole process group) and exits when the server closes the pipe,
@@ -35,6 +39,7 @@ from serving import prediction_log_wire as wire
 log = logging.getLogger("serving.request_log")
 
 FLUSH_SECONDS = 1.0
+NICENESS = 10  # below the server: logging must not take CPU the requests need
 FRAME_HEADER = struct.Struct("<Q")  # the pickled frame's length
 _MASK_DELTA = 0xA282EAD8
 
@@ -78,8 +83,8 @@ class LogFile:
         self._file.close()
 
 
-def unstack(packed: Sequence[tuple], count: int) -> Iterator[dict[str, np.ndarray]]:
-    """Per-call tensors from shipped ones: (name, stacked array, per-call rows) or (name, None, arrays)."""
+def unstack(packed: Sequence[tuple], count: int) -> list[tuple[str, list[np.ndarray]]]:
+    """Per tensor, each call's array, from shipped ones: (name, stacked, rows per call) or (name, None, arrays)."""
     columns = []
     for name, stacked, parts in packed:
         if stacked is None:
@@ -87,8 +92,15 @@ def unstack(packed: Sequence[tuple], count: int) -> Iterator[dict[str, np.ndarra
         else:
             ends = np.cumsum(parts)
             columns.append((name, [stacked[end - rows:end] for end, rows in zip(ends, parts)]))
-    for index in range(count):
-        yield {name: arrays[index] for name, arrays in columns}
+    if any(len(arrays) != count for _, arrays in columns):
+        raise ValueError(f"a shipped tensor does not have all {count} calls")
+    return columns
+
+
+def _entries(message: str, field_name: str, packed: Sequence[tuple], count: int) -> list[bytes]:
+    """Per call, its map field of every tensor, serialized."""
+    columns = [wire.map_entries(message, field_name, name, arrays) for name, arrays in unstack(packed, count)]
+    return [b"".join(column[index] for column in columns) for index in range(count)]
 
 
 def records(group: tuple) -> Iterator[tuple[str, bytes]]:
@@ -96,10 +108,12 @@ def records(group: tuple) -> Iterator[tuple[str, bytes]]:
     kind, (name, version, signature, rate, prefix), timestamps = group[:3]
     if kind == "predict":
         _, _, _, inputs, output_filter, outputs = group
-        for timestamp, call_inputs, call_outputs in zip(timestamps, unstack(inputs, len(timestamps)),
-                                                        unstack(outputs, len(timestamps))):
+        count = len(timestamps)
+        calls = zip(timestamps, _entries("PredictRequest", "inputs", inputs, count),
+                    _entries("PredictResponse", "outputs", outputs, count))
+        for timestamp, input_entries, output_entries in calls:
             yield prefix, (wire.log_metadata(name, version, signature, rate, timestamp)
-                           + wire.predict_log(name, version, signature, call_inputs, output_filter, call_outputs))
+                           + wire.predict_log(name, version, signature, input_entries, output_filter, output_entries))
         return
     encode = wire.classify_log if kind == "classify" else wire.regress_log
     _, _, _, calls = group
@@ -189,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s request log writer: %(message)s")
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)  # the server closes the pipe when it stops; then we finish
+    os.nice(NICENESS)
     writer = Writer(args.server_pid, args.max_file_bytes, args.max_file_seconds)
     try:
         run(sys.stdin.fileno(), writer)
