@@ -4,8 +4,10 @@ Each candidate serves the same `RestApi` (model manager, batcher, JSON codec all
 unchanged) in `python -m serving serve --enable_batching`, with only the HTTP
 layer swapped:
 
-- `stdlib`: serving/http_server.py as shipped, the standard library's
-  thread-per-connection `ThreadingHTTPServer`;
+- `stdlib`: serving/http_server.py as shipped: the standard library's
+  thread-per-connection `socketserver` with the project's own HTTP/1.1 reader
+  (bench/results/serving_transports.json was measured before that reader, on
+  `http.server`'s `ThreadingHTTPServer`);
 - `aiohttp`: aiohttp's low-level server on asyncio, model calls on a thread pool;
 - `uvicorn`: uvicorn with the httptools parser and the uvloop event loop, model
   calls on a thread pool.
