@@ -5,7 +5,6 @@ from __future__ import annotations
 import pathlib
 import subprocess
 import sys
-import textwrap
 import time
 from dataclasses import replace
 
@@ -15,7 +14,7 @@ import tensorflow as tf
 from pipeline.local_runner import run_local
 from pipeline.serving_logs import read_logs
 from serving.demo import stop_process
-from tests.serving.serving_test_support import REPO, start_server
+from tests.serving.serving_test_support import REPO, logged_models_config, start_server
 from tests.support import isolated_config
 
 pytestmark = pytest.mark.e2e
@@ -66,23 +65,9 @@ def test_monitor_flags_a_shifted_stream_and_the_unseen_customer(churn_spec, chur
     model_config = tmp_path / "models.config"
     # One pushed model under two names, each with its own request log: "churn" sees customers like the
     # training data, "churn_canary" sees customers 15 years older, a quarter from a new country.
-    model_config.write_text(textwrap.dedent(f"""
-        model_config_list {{
-          config {{
-            name: "churn" base_path: "{config.serving_dir / 'churn'}"
-            logging_config {{
-              log_collector_config {{ filename_prefix: "{logs / 'churn' / 'requests'}" }}
-              sampling_config {{ sampling_rate: 1.0 }}
-            }}
-          }}
-          config {{
-            name: "churn_canary" base_path: "{config.serving_dir / 'churn'}"
-            logging_config {{
-              log_collector_config {{ filename_prefix: "{logs / 'canary' / 'requests'}" }}
-              sampling_config {{ sampling_rate: 1.0 }}
-            }}
-          }}
-        }}"""))
+    model_config.write_text(logged_models_config([
+        ("churn", config.serving_dir / "churn", logs / "churn" / "requests", 1.0),
+        ("churn_canary", config.serving_dir / "churn", logs / "canary" / "requests", 1.0)]))
     shifted = [dict(row, Age=row["Age"] + 15, **({"Geography": "Atlantis"} if i % 4 == 0 else {}))
                for i, row in enumerate(rows[200:400])]
     server = start_server([f"--model_config_file={model_config}"], tmp_path / "server.log",

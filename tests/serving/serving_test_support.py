@@ -125,3 +125,12 @@ def predict_request(model: str, rows: list[dict], **spec):
     for name, dtype in dtypes.items():
         request.inputs[name].CopyFrom(tf.make_tensor_proto([row[name] for row in rows], dtype=dtype))
     return request
+
+
+def logged_models_config(models: list[tuple[str, Path, Path, float]]) -> str:
+    """A ModelServerConfig text: per (name, base path, log filename prefix, sampling rate), a logged model."""
+    return "model_config_list {\n" + "".join(
+        f'  config {{\n    name: "{name}" base_path: "{base}"\n    logging_config {{\n'
+        f'      log_collector_config {{ filename_prefix: "{prefix}" }}\n'
+        f"      sampling_config {{ sampling_rate: {rate} }}\n    }}\n  }}\n"
+        for name, base, prefix, rate in models) + "}\n"

@@ -175,11 +175,16 @@ def read_until_closed(sock: socket.socket) -> bytes:
     return answer
 
 
+def answer_before_close(port: int, request: bytes) -> bytes:
+    """Everything the server sends after `request` until it closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        return read_until_closed(sock)
+
+
 def test_http_1_0_closes_after_the_answer_unless_asked_to_keep_alive(transport):
     port, _ = transport
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(b"GET /hello HTTP/1.0\r\n\r\n")
-        answer = read_until_closed(sock)
+    answer = answer_before_close(port, b"GET /hello HTTP/1.0\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200") and b"Connection: close" in answer and answer.endswith(b"hello")
     keep = b"GET /hello HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"
     answers = raw_exchange(port, keep, keep)
@@ -188,9 +193,7 @@ def test_http_1_0_closes_after_the_answer_unless_asked_to_keep_alive(transport):
 
 def test_connection_close_is_honoured(transport):
     port, _ = transport
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        answer = read_until_closed(sock)
+    answer = answer_before_close(port, b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200") and b"Connection: close" in answer and answer.endswith(b"hello")
 
 
@@ -242,9 +245,7 @@ def test_expect_100_continue_is_answered_before_the_body_is_sent(transport):
 ])
 def test_an_unparsable_head_is_refused_and_the_connection_closed(transport, head, status):
     port, _ = transport
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(head)
-        answer = read_until_closed(sock)
+    answer = answer_before_close(port, head)
     assert answer.startswith(b"HTTP/1.1 " + status) and b"Connection: close" in answer, answer
     assert "error" in json.loads(answer.split(b"\r\n\r\n", 1)[1])
     assert request(port, "GET", "/hello")[0] == 200
@@ -254,8 +255,7 @@ def test_unsupported_methods_get_501_and_head_gets_no_body(transport):
     port, _ = transport
     status, _, body = request(port, "OPTIONS", "/v1/models/m")
     assert status == 501 and json.loads(body) == {"error": "Unsupported method ('OPTIONS')"}
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(b"HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nConnection: close\r\n\r\n")
-        answer = read_until_closed(sock)
+    answer = answer_before_close(port, b"HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+                                       b"GET /hello HTTP/1.1\r\nConnection: close\r\n\r\n")
     head, after = answer.split(b"\r\n\r\n", 1)
     assert head.startswith(b"HTTP/1.1 501") and after.startswith(b"HTTP/1.1 200") and after.endswith(b"hello")

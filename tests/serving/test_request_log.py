@@ -6,7 +6,6 @@ PredictionLog proto and compared with what was sent and what was answered.
 """
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,8 @@ from tensorflow_serving.apis import (classification_pb2, predict_pb2, prediction
 
 from serving.config import RequestLogging, parse_model_config
 from serving.demo import stop_process
-from tests.serving.serving_test_support import UNSEEN_CUSTOMER, predict_request, start_server
+from tests.serving.serving_test_support import (UNSEEN_CUSTOMER, logged_models_config, predict_request,
+                                                 start_server)
 
 OTHER_CUSTOMER = {"CreditScore": 720, "Geography": "Spain", "Balance": 120000.5}
 
@@ -29,31 +29,9 @@ def logged_run(exports, tmp_path_factory):
     logs = root / "logs"
     base = exports.models
     config = root / "models.config"
-    config.write_text(textwrap.dedent(f"""\
-        model_config_list {{
-          config {{
-            name: "churn" base_path: "{base / 'churn'}"
-            logging_config {{
-              log_collector_config {{ type: "" filename_prefix: "{logs / 'churn' / 'requests'}" }}
-              sampling_config {{ sampling_rate: 1.0 }}
-            }}
-          }}
-          config {{
-            name: "estimator" base_path: "{base / 'estimator'}"
-            logging_config {{
-              log_collector_config {{ filename_prefix: "{logs / 'estimator' / 'requests'}" }}
-              sampling_config {{ sampling_rate: 1.0 }}
-            }}
-          }}
-          config {{
-            name: "quiet" base_path: "{base / 'churn'}"
-            logging_config {{
-              log_collector_config {{ filename_prefix: "{logs / 'quiet' / 'requests'}" }}
-              sampling_config {{ sampling_rate: 0.0 }}
-            }}
-          }}
-        }}
-        """))
+    config.write_text(logged_models_config([("churn", base / "churn", logs / "churn" / "requests", 1.0),
+                                            ("estimator", base / "estimator", logs / "estimator" / "requests", 1.0),
+                                            ("quiet", base / "churn", logs / "quiet" / "requests", 0.0)]))
     server = start_server([f"--model_config_file={config}", "--enable_batching",
                            "--file_system_poll_wait_seconds=0"],
                           root / "server.log", wait_for=["churn", "estimator", "quiet"])
@@ -159,7 +137,8 @@ def test_logging_config_is_read_from_the_model_config():
     entries = parse_model_config("""
         model_config_list { config {
           name: "m" base_path: "/models/m"
-          logging_config { log_collector_config { filename_prefix: "/logs/m" } sampling_config { sampling_rate: 0.25 } }
+          logging_config { log_collector_config { type: "" filename_prefix: "/logs/m" }
+                           sampling_config { sampling_rate: 0.25 } }
         } }""")
     assert entries[0].logging == RequestLogging(0.25, "/logs/m")
 
