@@ -16,6 +16,7 @@ the ratios and issue 9's targets to bench/results/pipeline_vs_penguin.json.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import pathlib
@@ -34,6 +35,20 @@ OUTPUT = RESULTS / "pipeline_vs_penguin.json"
 TARGETS = {"churn_first_over_penguin": 0.5, "churn_rerun_over_first": 0.1, "first_component_s": 10.0}
 PENGUIN_STARTED = re.compile(r"Component (\S+) is running\.")               # TFX's own log line
 CHURN_STARTED = re.compile(r"^\d\d:\d\d:\d\d I (\S+)\s+running$")          # pipeline/progress.py's
+
+
+def bytecode_state() -> dict:
+    """Whether imports read compiled bytecode or compile TF/TFX from source in every process.
+
+    About half of the time before the first component is compiling: `uv pip sync` installs without
+    .pyc files (unlike pip, unless given --compile-bytecode), and with PYTHONDONTWRITEBYTECODE set
+    Python never writes them, so each start compiles some 8,000 modules again.
+    """
+    site = pathlib.Path(importlib.util.find_spec("tfx").submodule_search_locations[0]).parent
+    probes = {"tfx": site / "tfx/orchestration/local/local_dag_runner.py", "tensorflow": site / "tensorflow/__init__.py"}
+    return {"PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE"), "pycache_prefix": sys.pycache_prefix,
+            **{f"{name}_compiled": pathlib.Path(importlib.util.cache_from_source(str(path))).exists()
+               for name, path in probes.items()}}
 
 
 def timed_run(command: list[str], home: pathlib.Path, started: re.Pattern, log: pathlib.Path) -> dict:
@@ -97,7 +112,7 @@ def compare(note: str | None) -> dict:
            "churn_rerun_over_first": ratios["churn_rerun_over_first"] <= TARGETS["churn_rerun_over_first"],
            "first_component_s": (first["first_component_s"] or float("inf")) < TARGETS["first_component_s"]}
     return {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "command": "python -m bench.penguin_compare", "machine": machine(),
+            "command": "python -m bench.penguin_compare", "machine": machine(), "python_bytecode": bytecode_state(),
             "load_average_1_5_15_min": {"before": loads[0], "after_penguin": loads[1], "after_first": loads[2],
                                         "after_rerun": loads[3], "after_rerun_no_shortcut": loads[4]},
             "note": note, "targets": TARGETS, "ratios": ratios, "targets_met": met,

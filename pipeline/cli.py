@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 
 from pipeline import exit_codes, unchanged_run
 from pipeline.config import PipelineConfig
+from pipeline.process_gc import imports_without_collection
 from pipeline.run_args import add_dataset_arg, add_run_args, config_from_args
 from specs.dataset import load_spec
 from specs.errors import SpecError, UsageError
@@ -32,7 +33,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                                                "evaluation_reused": True, "pipeline_started": False,
                                                "unchanged_since": previous["finished_at"]}, indent=2))
         return previous["exit_code"]
-    from pipeline.local_runner import run_local  # heavy imports only when running
+    with imports_without_collection():  # TF, TFX and Beam: heavy imports only when running
+        from pipeline.local_runner import run_local
     from pipeline.report_cli import write_after_run
     try:
         report = run_local(spec, config)
@@ -50,7 +52,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from pipeline.schema_draft import draft_schema
+    with imports_without_collection():
+        from pipeline.schema_draft import draft_schema
     spec = load_spec(args.dataset)
     output = args.output or spec.schema_path.with_name("schema.draft.pbtxt")
     path = draft_schema(spec, config_from_args(args), output)
@@ -82,7 +85,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run, report, then answer the spec's example instance with the pushed model."""
-    from pipeline.demo import demo
+    with imports_without_collection():
+        from pipeline.demo import demo
     return demo(load_spec(args.dataset), config_from_args(args))
 
 
