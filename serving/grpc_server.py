@@ -17,6 +17,7 @@ from serving.errors import Code, ServingError, invalid_argument
 from serving.inference import InferenceService
 from serving.manager import ModelManager
 from serving.monitoring import Metrics
+from serving.request_log import RequestLogger
 from serving.protos import model_spec, model_status_response, signature_def_map
 from serving.versions import parse_version
 from serving.servable import CLASSIFY_METHOD, DEFAULT_SIGNATURE, Servable
@@ -51,10 +52,12 @@ def _answer(context: grpc.ServicerContext, method: Callable, request, metrics: M
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict, Classify, Regress, MultiInference and GetModelMetadata."""
 
-    def __init__(self, manager: ModelManager, service: InferenceService, metrics: Metrics | None = None):
+    def __init__(self, manager: ModelManager, service: InferenceService, metrics: Metrics | None = None,
+                 request_logger: RequestLogger | None = None):
         self._manager = manager
         self._service = service
         self._metrics = metrics
+        self._request_logger = request_logger  # sees every successful predict, classify and regress
 
     def Predict(self, request, context):  # noqa: N802 - gRPC naming
         return _answer(context, self._predict, request, self._metrics, "Predict", request.model_spec.name)
@@ -76,13 +79,21 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         return self._manager.resolve(spec.name, version, spec.version_label or None)
 
     def _predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
-        return run_predict(self._service, self._resolve(request.model_spec), request)
+        servable = self._resolve(request.model_spec)
+        return self._logged("predict", servable, request, run_predict(self._service, servable, request))
 
     def _classify(self, request: classification_pb2.ClassificationRequest):
-        return run_classify(self._service, self._resolve(request.model_spec), request)
+        servable = self._resolve(request.model_spec)
+        return self._logged("classify", servable, request, run_classify(self._service, servable, request))
 
     def _regress(self, request: regression_pb2.RegressionRequest):
-        return run_regress(self._service, self._resolve(request.model_spec), request)
+        servable = self._resolve(request.model_spec)
+        return self._logged("regress", servable, request, run_regress(self._service, servable, request))
+
+    def _logged(self, method: str, servable: Servable, request, response):
+        if self._request_logger is not None:
+            self._request_logger.grpc(method, servable, request.model_spec.signature_name, request, response)
+        return response
 
     def _multi_inference(self, request: inference_pb2.MultiInferenceRequest):
         names = set()
@@ -222,13 +233,13 @@ def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:
 
 def start_grpc_server(host: str, port: int, manager: ModelManager, service: InferenceService,
                       max_workers: int, channel_arguments: list[tuple[str, int | str]] = (),
-                      metrics: Metrics | None = None) -> grpc.Server:
+                      metrics: Metrics | None = None, request_logger: RequestLogger | None = None) -> grpc.Server:
     # Like TF Serving: no message size limit unless a channel argument sets one.
     options = [("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1)]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
                          options=options + list(channel_arguments))
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(manager, service, metrics),
-                                                                       server)
+    servicer = PredictionServicer(manager, service, metrics, request_logger)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(manager), server)
     if server.add_insecure_port(f"{host}:{port}") == 0:
         raise OSError(f"cannot bind gRPC port {host}:{port}")

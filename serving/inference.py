@@ -7,7 +7,7 @@ classifier.cc and regressor.cc do by default. Its
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -17,18 +17,13 @@ from serving.errors import Code, ServingError, invalid_argument
 from serving.servable import (CLASSIFY_METHOD, DEFAULT_SIGNATURE, PREDICT_METHOD, REGRESS_METHOD, Servable,
                               signature_text)
 
-if TYPE_CHECKING:
-    from serving.request_log import RequestLogger
-
 
 class InferenceService:
     """The model-facing half of the server; transports only translate formats."""
 
-    def __init__(self, batcher: Batcher | None = None, method_name_check: bool = False,
-                 request_logger: RequestLogger | None = None):
+    def __init__(self, batcher: Batcher | None = None, method_name_check: bool = False):
         self._batcher = batcher
         self._method_name_check = method_name_check
-        self._request_logger = request_logger  # sees every successful predict/classify/regress
 
     def predict(self, servable: Servable, signature_name: str, inputs: Mapping[str, np.ndarray],
                 output_filter: Iterable[str] = ()) -> dict[str, np.ndarray]:
@@ -48,23 +43,15 @@ class InferenceService:
         else:
             outputs = self._batcher.run(servable, signature_name, inputs)
             outputs = {name: outputs[name] for name in wanted} if wanted else outputs
-        if self._request_logger is not None:
-            self._request_logger.predict(servable, signature_name, inputs, wanted, outputs)
         return outputs
 
     def classify(self, servable: Servable, signature_name: str,
                  examples: list[bytes]) -> list[list[tuple[str, float]]]:
         """Per example, (label, score) pairs; a missing classes/scores output gives ""/0.0."""
-        results = self.multi_inference(servable, [(signature_name, CLASSIFY_METHOD)], examples)[0]
-        if self._request_logger is not None:
-            self._request_logger.classify(servable, signature_name, examples, results)
-        return results
+        return self.multi_inference(servable, [(signature_name, CLASSIFY_METHOD)], examples)[0]
 
     def regress(self, servable: Servable, signature_name: str, examples: list[bytes]) -> list[float]:
-        values = self.multi_inference(servable, [(signature_name, REGRESS_METHOD)], examples)[0]
-        if self._request_logger is not None:
-            self._request_logger.regress(servable, signature_name, examples, values)
-        return values
+        return self.multi_inference(servable, [(signature_name, REGRESS_METHOD)], examples)[0]
 
     def multi_inference(self, servable: Servable, tasks: list[tuple[str, str]], examples: list[bytes]) -> list:
         """Classify/regress tasks (signature name, method name) over one set of examples, in one graph run.

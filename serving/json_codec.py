@@ -14,14 +14,15 @@ import json
 import math
 import re
 import struct
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
-from tensorflow.core.example import example_pb2, feature_pb2
-from tensorflow.core.framework import types_pb2
-
+from serving import data_types
+from serving.data_types import dtype_name
 from serving.errors import Code, ServingError, invalid_argument
-from serving.servable import dtype_name
+
+if TYPE_CHECKING:
+    from tensorflow.core.example import example_pb2, feature_pb2
 
 ROW = "row"
 COLUMNAR = "columnar"
@@ -29,22 +30,22 @@ COLUMNAR = "columnar"
 # Integer dtypes TF Serving's AddValueToTensor accepts, and the JSON integer range each takes
 # (IsInt, IsInt64, IsUint, IsUint64). Narrow types take any int32 and wrap, as its TensorProto does.
 _INT_RANGES = {
-    types_pb2.DT_INT8: (-2**31, 2**31 - 1),
-    types_pb2.DT_UINT8: (-2**31, 2**31 - 1),
-    types_pb2.DT_INT16: (-2**31, 2**31 - 1),
-    types_pb2.DT_INT32: (-2**31, 2**31 - 1),
-    types_pb2.DT_INT64: (-2**63, 2**63 - 1),
-    types_pb2.DT_UINT32: (0, 2**32 - 1),
-    types_pb2.DT_UINT64: (0, 2**64 - 1),
+    data_types.DT_INT8: (-2**31, 2**31 - 1),
+    data_types.DT_UINT8: (-2**31, 2**31 - 1),
+    data_types.DT_INT16: (-2**31, 2**31 - 1),
+    data_types.DT_INT32: (-2**31, 2**31 - 1),
+    data_types.DT_INT64: (-2**63, 2**63 - 1),
+    data_types.DT_UINT32: (0, 2**32 - 1),
+    data_types.DT_UINT64: (0, 2**64 - 1),
 }
 _NUMPY_TYPES = {
-    types_pb2.DT_FLOAT: np.float32, types_pb2.DT_DOUBLE: np.float64,
-    types_pb2.DT_INT8: np.int8, types_pb2.DT_UINT8: np.uint8, types_pb2.DT_INT16: np.int16,
-    types_pb2.DT_INT32: np.int32, types_pb2.DT_UINT32: np.uint32,
-    types_pb2.DT_INT64: np.int64, types_pb2.DT_UINT64: np.uint64, types_pb2.DT_BOOL: np.bool_,
-    types_pb2.DT_STRING: object,
+    data_types.DT_FLOAT: np.float32, data_types.DT_DOUBLE: np.float64,
+    data_types.DT_INT8: np.int8, data_types.DT_UINT8: np.uint8, data_types.DT_INT16: np.int16,
+    data_types.DT_INT32: np.int32, data_types.DT_UINT32: np.uint32,
+    data_types.DT_INT64: np.int64, data_types.DT_UINT64: np.uint64, data_types.DT_BOOL: np.bool_,
+    data_types.DT_STRING: object,
 }
-_WRAPPED = {types_pb2.DT_INT8, types_pb2.DT_UINT8, types_pb2.DT_INT16}
+_WRAPPED = {data_types.DT_INT8, data_types.DT_UINT8, data_types.DT_INT16}
 MAX_RANK = 32  # numpy's limit; TF Serving's TensorShape allows 254
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _FLOAT32 = struct.Struct("f")
@@ -187,7 +188,7 @@ def _scalar_instances(instances: list, plan: _Plan) -> dict[str, np.ndarray] | N
         flat = [value for index in indices for value in columns[index]]
         if not _scalars_of(flat, dtype):
             return None
-        if dtype == types_pb2.DT_STRING:
+        if dtype == data_types.DT_STRING:
             flat = [value.encode("utf-8") for value in flat]
         rows = _array(flat, [len(indices), len(instances)], dtype)
         for row, index in enumerate(indices):
@@ -201,11 +202,11 @@ def _scalars_of(column: list, dtype: int) -> bool:
     if dtype in _INT_RANGES:
         low, high = _INT_RANGES[dtype]
         return types == {int} and low <= min(column) and max(column) <= high
-    if dtype in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE):
+    if dtype in (data_types.DT_FLOAT, data_types.DT_DOUBLE):
         return types <= {int, float}
-    if dtype == types_pb2.DT_STRING:
+    if dtype == data_types.DT_STRING:
         return types == {str}
-    if dtype == types_pb2.DT_BOOL:
+    if dtype == data_types.DT_BOOL:
         return types == {bool}
     return False
 
@@ -248,12 +249,12 @@ def _tensor(value: Any, dtype: int) -> np.ndarray:
 
 
 def _array(flat: list, shape: list[int], dtype: int) -> np.ndarray:
-    if dtype == types_pb2.DT_STRING:
+    if dtype == data_types.DT_STRING:
         array = np.empty(len(flat), dtype=object)
         array[:] = flat
     elif dtype in _WRAPPED:
         array = np.asarray(flat, dtype=np.int64).astype(_NUMPY_TYPES[dtype])
-    elif dtype == types_pb2.DT_FLOAT and flat and not (-_FLOAT32_MAX <= min(flat) and max(flat) <= _FLOAT32_MAX):
+    elif dtype == data_types.DT_FLOAT and flat and not (-_FLOAT32_MAX <= min(flat) and max(flat) <= _FLOAT32_MAX):
         # Out of float32's range (or NaN, which hides the range): overflow becomes +/-inf quietly.
         # min/max only ever return NaN or the true extreme of the other values, so no overflow slips by.
         with np.errstate(over="ignore"):
@@ -298,7 +299,7 @@ def _fill(value: Any, level: int, shape: list[int], convert: Callable, out: list
 @functools.lru_cache(maxsize=None)
 def _converter(dtype: int) -> Callable[[Any], Any]:
     """A function turning one JSON leaf into a value of `dtype`, or raising TF Serving's error."""
-    if dtype == types_pb2.DT_STRING:
+    if dtype == data_types.DT_STRING:
         def to_bytes(value):
             if isinstance(value, str):
                 return value.encode("utf-8")
@@ -306,7 +307,7 @@ def _converter(dtype: int) -> Callable[[Any], Any]:
                 return decode_b64(value)
             raise _type_error(value, dtype)
         return to_bytes
-    if dtype == types_pb2.DT_BOOL:
+    if dtype == data_types.DT_BOOL:
         def to_bool(value):
             if isinstance(value, bool):
                 return value
@@ -320,7 +321,7 @@ def _converter(dtype: int) -> Callable[[Any], Any]:
                 return value
             raise _type_error(value, dtype)
         return to_int
-    if dtype in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE):
+    if dtype in (data_types.DT_FLOAT, data_types.DT_DOUBLE):
         def to_float(value):  # any number; float32 overflow becomes +/-inf, as RapidJSON's GetFloat
             if type(value) is int or type(value) is float:
                 return value
@@ -658,6 +659,7 @@ def serialized_examples(doc: dict, verb: str) -> list[bytes]:
 def _example(value: Any) -> example_pb2.Example:
     if not isinstance(value, dict):
         raise invalid_argument(f"Example must be JSON object but got JSON {_json_type(value)}")
+    from tensorflow.core.example import example_pb2  # imports TensorFlow: only classify/regress bodies need it
     example = example_pb2.Example()
     for name, content in value.items():
         feature = example.features.feature[name]

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Callable, Iterable, Mapping
 
-from serving.config import ModelEntry
+from serving.config import ModelEntry, RequestLogging
 from serving.errors import Code, failed_precondition, invalid_argument, not_found
 from serving.servable import Servable
 from serving.versions import is_complete, local_version_dirs
@@ -213,6 +213,11 @@ class ModelManager:
     def entries(self) -> list[ModelEntry]:
         """The configured models, as of the last config (re)load, in config order."""
         return [model.entry for model in self._models.values()]
+
+    def request_logging(self, name: str) -> RequestLogging | None:
+        """The model's logging_config as of the last config (re)load (looked up on every request)."""
+        model = self._models.get(name)
+        return model.entry.logging if model is not None else None
 
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
         """The Servable a request addresses (latest when neither version nor label is given)."""

@@ -2,18 +2,20 @@
 
 The request-log writer runs in a process of its own (serving/prediction_log_writer.py)
 that starts in a fraction of a second because it imports neither TensorFlow nor
-tensorflow-serving-api. So the field numbers and DataType values are written out
-here; tests/serving/test_request_log.py checks every one against the protos'
-descriptors and parses what this module writes with the real PredictionLog class.
+tensorflow-serving-api. So the field numbers are written out here (the DataType
+values in serving/data_types.py); tests/serving/test_request_log.py checks every
+one against the protos' descriptors and parses what this module writes with the real PredictionLog class.
 Encoding by hand is also several times faster than building the protos in Python.
 """
 from __future__ import annotations
 
 import struct
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping
 
 import numpy as np
+
+from serving.data_types import DT_STRING, FROM_NUMPY
 
 # message -> {field: number}, as in tensorflow_serving/apis/*.proto and tensorflow/core/framework/*.proto
 FIELDS: dict[str, dict[str, int]] = {
@@ -21,7 +23,7 @@ FIELDS: dict[str, dict[str, int]] = {
     "PredictLog": {"request": 1, "response": 2},
     "ClassifyLog": {"request": 1, "response": 2},
     "RegressLog": {"request": 1, "response": 2},
-    "PredictRequest": {"model_spec": 1, "inputs": 2, "output_filter": 3},
+    "PredictRequest": {"model_spec": 1, "inputs": 2},
     "PredictResponse": {"outputs": 1, "model_spec": 2},
     "ClassificationRequest": {"model_spec": 1, "input": 2},
     "ClassificationResponse": {"result": 1, "model_spec": 2},
@@ -42,13 +44,6 @@ FIELDS: dict[str, dict[str, int]] = {
     "TensorShapeProto": {"dim": 2},
     "Dim": {"size": 1},
 }
-
-# numpy dtype -> tensorflow DataType enum value (tensorflow/core/framework/types.proto)
-DATA_TYPES: dict[np.dtype, int] = {np.dtype(name): value for name, value in [
-    ("float32", 1), ("float64", 2), ("int32", 3), ("uint8", 4), ("int16", 5), ("int8", 6), ("complex64", 8),
-    ("int64", 9), ("bool", 10), ("uint16", 17), ("complex128", 18), ("float16", 19), ("uint32", 22),
-    ("uint64", 23)]}
-DT_STRING = 7
 
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
 SERVE_TAG = "serve"
@@ -115,7 +110,7 @@ def log_metadata(name: str, version: int, signature_name: str, sampling_rate: fl
 @lru_cache(maxsize=4096)
 def _tensor_head(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
     """A TensorProto's dtype and shape fields."""
-    enum = DT_STRING if dtype.kind in "OSU" else DATA_TYPES.get(dtype)
+    enum = DT_STRING if dtype.kind in "OSU" else FROM_NUMPY.get(dtype)
     if enum is None:
         raise ValueError(f"no TensorFlow DataType for numpy dtype {dtype}")
     dims = b"".join(field("TensorShapeProto", "dim", _int_field("Dim", "size", size)) for size in shape)
@@ -139,41 +134,49 @@ def _map_key(name: str) -> bytes:
 _MAP_VALUE_KEY = varint(2 << 3 | _BYTES)
 
 
-def map_entries(message: str, field_name: str, key: str, values: Sequence[np.ndarray]) -> list[bytes]:
-    """One tensor of many calls: per call, its entry of the map<string, TensorProto> field `field_name`.
+def tensor_map(message: str, field_name: str, tensors: Mapping[str, np.ndarray]) -> bytes:
+    """The map<string, TensorProto> field `field_name` of `message` (a request's inputs, a response's outputs)."""
+    entries = []
+    for key, value in tensors.items():
+        proto = tensor(value)
+        entries.append(field(message, field_name, _map_key(key) + _MAP_VALUE_KEY + varint(len(proto)) + proto))
+    return b"".join(entries)
 
-    Numbers of one dtype and shape (the usual batch of one-instance calls) share
-    every byte but their contents, so those are encoded once.
+
+# kind of call -> (PredictionLog field, log message, request message, response message)
+_LOGS = {"predict": ("predict_log", "PredictLog", "PredictRequest", "PredictResponse"),
+         "classify": ("classify_log", "ClassifyLog", "ClassificationRequest", "ClassificationResponse"),
+         "regress": ("regress_log", "RegressLog", "RegressionRequest", "RegressionResponse")}
+
+
+def call_log(kind: str, name: str, version: int, signature_name: str, request: bytes, response: bytes) -> bytes:
+    """PredictionLog's predict_log, classify_log or regress_log of a serialized request and response.
+
+    The request's model spec is completed with the version that answered: a
+    message field repeated in the wire format merges into the first, and version
+    is a oneof with version_label, so the version given here is the one read back.
     """
-    first = values[0]
-    if first.dtype.kind in "OSU" or any(value.shape != first.shape or value.dtype != first.dtype for value in values):
-        return [field(message, field_name, _map_entry(key, tensor(value))) for value in values]
-    head = (_tensor_head(first.dtype, first.shape) + _key("TensorProto", "tensor_content", _BYTES)
-            + varint(first.nbytes))
-    prefix = field(message, field_name, _map_entry(key, head + bytes(first.nbytes)))[:-first.nbytes]
-    return [prefix + np.ascontiguousarray(value).tobytes() for value in values]
+    log_field, log_message, request_message, _ = _LOGS[kind]
+    request += field(request_message, "model_spec", model_spec(name, version, signature_name))
+    return field("PredictionLog", log_field,
+                 field(log_message, "request", request) + field(log_message, "response", response))
 
 
-def _map_entry(key: str, value: bytes) -> bytes:
-    return _map_key(key) + _MAP_VALUE_KEY + varint(len(value)) + value
+def _response_spec(kind: str, name: str, version: int, signature_name: str) -> bytes:
+    return field(_LOGS[kind][3], "model_spec", model_spec(name, version, signature_name or DEFAULT_SIGNATURE))
 
 
-def predict_log(name: str, version: int, signature_name: str, input_entries: bytes, output_filter: Iterable[str],
-                output_entries: bytes) -> bytes:
-    """PredictionLog.predict_log from its tensors' map entries: the request as gRPC would send it, the
-    response as answered."""
-    request = (field("PredictRequest", "model_spec", model_spec(name, version, signature_name))
-               + input_entries
-               + b"".join(field("PredictRequest", "output_filter", key.encode()) for key in output_filter))
-    response = (output_entries
-                + field("PredictResponse", "model_spec",
-                        model_spec(name, version, signature_name or DEFAULT_SIGNATURE)))
-    return field("PredictionLog", "predict_log",
-                 field("PredictLog", "request", request) + field("PredictLog", "response", response))
+def predict_log(name: str, version: int, signature_name: str, inputs: Mapping[str, np.ndarray],
+                outputs: Mapping[str, np.ndarray]) -> bytes:
+    """A predict from arrays: the request as gRPC would send it, the response as answered."""
+    response = tensor_map("PredictResponse", "outputs", outputs) + _response_spec("predict", name, version,
+                                                                                  signature_name)
+    return call_log("predict", name, version, signature_name, tensor_map("PredictRequest", "inputs", inputs),
+                    response)
 
 
 def _examples(examples: Iterable[bytes]) -> bytes:
-    """Serialized tf.Examples as an Input's example_list (a gRPC context is already merged into each)."""
+    """Serialized tf.Examples as an Input's example_list (a REST context is already merged into each)."""
     return field("Input", "example_list", b"".join(field("ExampleList", "examples", example) for example in examples))
 
 
@@ -182,34 +185,25 @@ def _class(label: str | bytes, score: float) -> bytes:
     return field("Class", "label", label_bytes) + _float_field("Class", "score", score)
 
 
-# kind -> (PredictionLog field, log message, request message, response message)
-_EXAMPLE_LOGS = {"classify": ("classify_log", "ClassifyLog", "ClassificationRequest", "ClassificationResponse"),
-                 "regress": ("regress_log", "RegressLog", "RegressionRequest", "RegressionResponse")}
-
-
-def _example_log(kind: str, name: str, version: int, signature_name: str, examples: Iterable[bytes],
-                 result: bytes) -> bytes:
-    """A classify or regress log: the examples asked about, the serialized result answered."""
-    log_field, log_message, request_message, response_message = _EXAMPLE_LOGS[kind]
-    request = (field(request_message, "model_spec", model_spec(name, version, signature_name))
-               + field(request_message, "input", _examples(examples)))
-    response = (field(response_message, "result", result)
-                + field(response_message, "model_spec", model_spec(name, version, signature_name or DEFAULT_SIGNATURE)))
-    return field("PredictionLog", log_field,
-                 field(log_message, "request", request) + field(log_message, "response", response))
-
-
 def classify_log(name: str, version: int, signature_name: str, examples: Iterable[bytes],
                  results: Iterable[Iterable[tuple[str, float]]]) -> bytes:
+    """A classify from the examples asked about and the (label, score) pairs answered."""
     classifications = b"".join(
         field("ClassificationResult", "classifications",
               b"".join(field("Classifications", "classes", _class(label, score)) for label, score in classes))
         for classes in results)
-    return _example_log("classify", name, version, signature_name, examples, classifications)
+    response = (field("ClassificationResponse", "result", classifications)
+                + _response_spec("classify", name, version, signature_name))
+    return call_log("classify", name, version, signature_name, field("ClassificationRequest", "input",
+                                                                     _examples(examples)), response)
 
 
 def regress_log(name: str, version: int, signature_name: str, examples: Iterable[bytes],
                 values: Iterable[float]) -> bytes:
+    """A regress from the examples asked about and the values answered."""
     regressions = b"".join(field("RegressionResult", "regressions", _float_field("Regression", "value", value))
                            for value in values)
-    return _example_log("regress", name, version, signature_name, examples, regressions)
+    response = field("RegressionResponse", "result", regressions) + _response_spec("regress", name, version,
+                                                                                   signature_name)
+    return call_log("regress", name, version, signature_name, field("RegressionRequest", "input",
+                                                                    _examples(examples)), response)

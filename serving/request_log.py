@@ -1,22 +1,28 @@
 """TF Serving's request logger: sampled requests and responses as PredictionLog TFRecords.
 
 A model's `logging_config` (ModelServerConfig) sets a sampling rate and a file
-name prefix. Successful predict, classify and regress calls are sampled at the
-inference layer, so REST and gRPC are logged alike: REST requests appear as the
-request protos gRPC would have sent.
+name prefix. The transports log successful predict, classify and regress calls;
+REST requests appear as the request protos gRPC would have sent.
 
-The request path only draws a random number and appends references to a queue.
-A shipper thread wakes every few milliseconds, stacks the queued predicts of
-each signature into one array per tensor (a few microseconds a call, instead of
-tens to encode it) and sends them through a pipe to a writer process
-(serving/prediction_log_writer.py), which encodes and writes the files on its own
-interpreter lock. So logging every request costs the served requests almost
-nothing: bench/serving_bench.py measures it. When the queue is full, records are
-dropped and counted (with a warning) rather than slowing requests.
+Logging must not slow serving down, so a request only draws a random number and
+queues what it already holds: a REST predict's JSON body and answer, a gRPC
+predict's request and response protos, a classify or regress call's examples and
+results. A shipper thread sends the queue every few milliseconds through a pipe
+to a writer process (serving/prediction_log_writer.py). The writer decodes the
+JSON with the server's own codec, encodes the PredictionLog records and writes
+the files at idle CPU priority, so it only uses CPU time that serving leaves
+unused. While serving keeps every core busy, the records wait: first in the pipe,
+then in the server's queue, which is bounded in bytes. Past that bound, records
+are dropped and counted, with a warning, rather than slowing requests.
+bench/serving_bench.py measures the cost.
+
+The writer confirms what it has written. If it dies, the records sent to it and
+not confirmed are counted as dropped, and a new writer takes the next ones.
 """
 from __future__ import annotations
 
 import collections
+import fcntl
 import logging
 import os
 import pickle
@@ -26,36 +32,40 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable
 
-import numpy as np
-
-from serving.config import ModelEntry
-from serving.prediction_log_writer import FRAME_HEADER
+from serving.config import RequestLogging
+from serving.prediction_log_writer import CONFIRMATION, FRAME_HEADER
 from serving.servable import Servable
 
 log = logging.getLogger(__name__)
 
 SHIP_SECONDS = 0.02  # how long a record may wait before it is shipped
 SHIP_RECORDS = 512  # ship sooner once this many are queued
+FRAME_RECORDS = 4096  # at most this many records in one frame
 STOP_SECONDS = 60.0  # how long shutdown waits for the writer to finish
+PIPE_BYTES = 1 << 20  # the pipe to the writer holds this much while the writer waits for idle CPU
+_F_SETPIPE_SZ = 1031  # fcntl.h; Python 3.10's fcntl module does not name it
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 
 
 class RequestLogger:
     """Samples calls per model and ships them to the writer process.
 
-    `entries` gives the current model config (it changes on config reloads, by
-    file polling or over gRPC); each model's `logging` field says whether and how.
+    `logging_of` gives a model's current logging_config by name (it changes on
+    config reloads, by file polling or over gRPC), or None when it is not logged.
     """
 
-    def __init__(self, entries: Callable[[], Iterable[ModelEntry]], max_queue: int = 10_000,
+    def __init__(self, logging_of: Callable[[str], RequestLogging | None], max_queue_bytes: int = 64 << 20,
                  max_file_bytes: int = 64 << 20, max_file_seconds: float = 3600):
-        self._entries = entries
+        self._logging_of = logging_of
         self._queue: collections.deque[tuple] = collections.deque()
-        self._max_queue = max_queue
+        self._max_queue_bytes = max_queue_bytes
+        self._queued_bytes = 0
+        self._queued_lock = threading.Lock()
         self._writer_args = [f"--max-file-bytes={max_file_bytes}", f"--max-file-seconds={max_file_seconds}"]
-        self._writer: subprocess.Popen | None = None
+        self._writer: _WriterProcess | None = None
+        self._metas: dict[tuple, tuple] = {}  # per model version, signature and settings: what the writer needs
         self._dropped = 0
         self._dropped_lock = threading.Lock()
         self._closing = False
@@ -65,36 +75,45 @@ class RequestLogger:
 
     @property
     def dropped(self) -> int:
-        """Records dropped because the queue was full or the writer process failed."""
+        """Records dropped: the queue was full, or the writer process failed or died before writing them."""
         return self._dropped
 
     @property
     def writer_pid(self) -> int | None:
         """The writer process's pid while one runs (it starts with the first shipped records)."""
         writer = self._writer
-        return writer.pid if writer is not None else None
+        return writer.process.pid if writer is not None else None
 
-    def predict(self, servable: Servable, signature_name: str, inputs: Mapping[str, np.ndarray],
-                output_filter: Iterable[str], outputs: Mapping[str, np.ndarray]) -> None:
-        self._offer("predict", servable, signature_name, inputs, tuple(output_filter), outputs)
+    def rest_predict(self, servable: Servable, signature_name: str, body: bytes, answer: bytes) -> None:
+        """A REST predict: its JSON request body and JSON answer (the writer turns them into tensors)."""
+        self._offer("rest_predict", servable, signature_name, body, answer)
 
-    def classify(self, servable: Servable, signature_name: str, examples: list[bytes],
-                 results: list[list[tuple[str, float]]]) -> None:
-        self._offer("classify", servable, signature_name, examples, (), results)
+    def rest_classify(self, servable: Servable, signature_name: str, examples: list[bytes],
+                      results: list[list[tuple[str, float]]]) -> None:
+        """A REST classify: the serialized examples (context merged) and the (label, score) pairs."""
+        self._offer("rest_classify", servable, signature_name, examples, results)
 
-    def regress(self, servable: Servable, signature_name: str, examples: list[bytes], values: list[float]) -> None:
-        self._offer("regress", servable, signature_name, examples, (), values)
+    def rest_regress(self, servable: Servable, signature_name: str, examples: list[bytes],
+                     values: list[float]) -> None:
+        self._offer("rest_regress", servable, signature_name, examples, values)
 
-    def _offer(self, kind: str, servable: Servable, signature_name: str, request: object,
-               output_filter: tuple[str, ...], response: object) -> None:
-        settings = next((entry.logging for entry in self._entries() if entry.name == servable.name), None)
+    def grpc(self, method: str, servable: Servable, signature_name: str, request, response) -> None:
+        """A gRPC predict, classify or regress: its request and response protos, serialized by the shipper."""
+        self._offer(f"grpc_{method}", servable, signature_name, request, response)
+
+    def _offer(self, kind: str, servable: Servable, signature_name: str, request: object, response: object) -> None:
+        settings = self._logging_of(servable.name)
         if settings is None or random.random() >= settings.sampling_rate:
             return
-        if len(self._queue) >= self._max_queue:
+        size = _size(kind, request, response)
+        with self._queued_lock:
+            full = self._queue and self._queued_bytes + size > self._max_queue_bytes
+            if not full:
+                self._queued_bytes += size
+        if full:
             self._drop(1, "request log queue full")
             return
-        meta = (servable.name, servable.version, signature_name, settings.sampling_rate, settings.filename_prefix)
-        self._queue.append((kind, meta, output_filter, request, response, time.time()))
+        self._queue.append((kind, servable, signature_name, settings, request, response, time.time(), size))
         if self._thread is None:
             self._start_shipper()
         if len(self._queue) >= SHIP_RECORDS:
@@ -128,96 +147,153 @@ class RequestLogger:
             self._wake.wait(SHIP_SECONDS)
             self._wake.clear()
             closing = self._closing  # read before draining: nothing offered before close() is left behind
-            queued = [self._queue.popleft() for _ in range(len(self._queue))]
-            if queued:
+            while self._queue:
+                queued = [self._queue.popleft() for _ in range(min(len(self._queue), FRAME_RECORDS))]
                 self._ship(queued)
+                with self._queued_lock:
+                    self._queued_bytes -= sum(call[7] for call in queued)
             if closing:
                 break
         self._stop_writer()
 
     def _ship(self, queued: list[tuple]) -> None:
         try:
-            frame = pickle.dumps(pack(queued), protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:  # noqa: BLE001 - an unpicklable record costs its batch, never the server
-            log.exception("request log: could not pack %d records", len(queued))
-            self._drop(len(queued), "request log packing failed")
+            frame = pickle.dumps([self._shipped(*call[:7]) for call in queued], protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001 - an unpicklable record costs its frame, never the server
+            log.exception("request log: could not ship %d records", len(queued))
+            self._drop(len(queued), "request log shipping failed")
             return
         writer = self._running_writer()
         if writer is None:
             self._drop(len(queued), "request log writer process not running")
             return
         try:
-            writer.stdin.write(FRAME_HEADER.pack(len(frame)) + frame)
-            writer.stdin.flush()
+            writer.send(frame, len(queued))
         except OSError as error:
             log.error("request log writer process exited (code %s): %s; starting a new one for the next records",
-                      writer.poll(), error)
+                      writer.process.poll(), error)
             self._writer = None
-            self._drop(len(queued), "request log writer process failed")
+            self._drop(len(queued) + writer.abandon(), "request log writer process failed")
+            return
+        failed = writer.newly_failed()
+        if failed:
+            self._drop(failed, "request log writer could not write records")
 
-    def _running_writer(self) -> subprocess.Popen | None:
+    def _shipped(self, kind: str, servable: Servable, signature_name: str, settings, request, response,
+                 timestamp: float) -> tuple:
+        """A queued call as the writer process reads it: bytes and plain values only."""
+        if kind.startswith("grpc_"):
+            request, response = request.SerializeToString(), response.SerializeToString()
+        return kind, self._meta(kind, servable, signature_name, settings), request, response, timestamp
+
+    def _meta(self, kind: str, servable: Servable, signature_name: str, settings) -> tuple:
+        """(model, version, signature, sampling rate, file prefix), and for a REST predict the signature's
+        input and output dtypes, which the writer needs to read the JSON."""
+        key = (servable.name, servable.version, signature_name, settings.sampling_rate, settings.filename_prefix)
+        with_dtypes = kind == "rest_predict"
+        meta = self._metas.get((key, with_dtypes))
+        if meta is None:
+            meta = key
+            if with_dtypes:
+                signature = servable.signature_def(signature_name)
+                meta += tuple(tuple(sorted((name, info.dtype) for name, info in tensors.items()))
+                              for tensors in (signature.inputs, signature.outputs))
+            self._metas[key, with_dtypes] = meta
+        return meta
+
+    def _running_writer(self) -> _WriterProcess | None:
         if self._writer is None:
-            command = [sys.executable, "-m", "serving.prediction_log_writer", f"--server-pid={os.getpid()}",
-                       f"--log-level={logging.getLevelName(log.getEffectiveLevel())}", *self._writer_args]
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_ROOT,
-                                                                             os.environ.get("PYTHONPATH")]))}
             try:
-                self._writer = subprocess.Popen(command, stdin=subprocess.PIPE, env=env)
+                self._writer = _WriterProcess(self._writer_args)
             except OSError:
                 log.exception("request log: could not start the writer process")
                 return None
-            log.info("request log: writer process %d started", self._writer.pid)
+            log.info("request log: writer process %d started", self._writer.process.pid)
         return self._writer
 
     def _stop_writer(self) -> None:
         if self._writer is None:
             return
+        lost, code = self._writer.finish(STOP_SECONDS)
+        if code != 0:
+            log.error("request log writer process exited with code %s; see its messages above", code)
+        if lost:
+            self._drop(lost, "request log writer did not confirm records")
+
+
+class _WriterProcess:
+    """One writer process: frames go to its stdin, and it confirms on its stdout how many records it has
+    written and how many it could not write (cumulative counts, after each flush)."""
+
+    def __init__(self, writer_args: list[str]):
+        command = [sys.executable, "-m", "serving.prediction_log_writer", f"--server-pid={os.getpid()}",
+                   f"--log-level={logging.getLevelName(log.getEffectiveLevel())}", *writer_args]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_ROOT,
+                                                                         os.environ.get("PYTHONPATH")]))}
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         try:
-            self._writer.stdin.close()  # end of input: the writer writes what it has and exits
+            fcntl.fcntl(self.process.stdin.fileno(), _F_SETPIPE_SZ, PIPE_BYTES)
+        except OSError:  # a system limit below PIPE_BYTES: the default pipe only waits sooner
+            pass
+        os.set_blocking(self.process.stdout.fileno(), False)
+        self._sent = 0  # records in the frames written to its pipe
+        self._written = self._failed = 0  # as last confirmed
+        self._failed_reported = 0
+        self._pending = b""
+
+    def send(self, frame: bytes, records: int) -> None:
+        self.process.stdin.write(FRAME_HEADER.pack(len(frame)) + frame)
+        self.process.stdin.flush()
+        self._sent += records
+
+    def newly_failed(self) -> int:
+        """Records the writer confirmed it could not write, since the last call."""
+        self._read_confirmations()
+        failed, self._failed_reported = self._failed - self._failed_reported, self._failed
+        return failed
+
+    def abandon(self) -> int:
+        """After a failed send: stop the process; the records sent and neither written nor reported failed."""
+        self.process.kill()
+        self.process.wait()
+        self._read_confirmations()  # what it confirmed before it died is still in the pipe
+        return self._sent - self._written - self._failed_reported
+
+    def finish(self, timeout: float) -> tuple[int, int]:
+        """Close its input, wait for it to write everything; (records not confirmed, exit code)."""
+        try:
+            self.process.stdin.close()  # end of input: the writer writes what it has and exits
         except OSError:
             pass
         try:
-            code = self._writer.wait(STOP_SECONDS)
+            code = self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            log.error("request log writer process did not finish within %.0f s; stopping it", STOP_SECONDS)
-            self._writer.kill()
-            code = self._writer.wait()
-        if code != 0:
-            log.error("request log writer process exited with code %s; see its messages above", code)
+            log.error("request log writer process did not finish within %.0f s; stopping it", timeout)
+            self.process.kill()
+            code = self.process.wait()
+        self._read_confirmations()
+        return self._sent - self._written - self._failed_reported, code
+
+    def _read_confirmations(self) -> None:
+        data, fd = self._pending, self.process.stdout.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)  # non-blocking: what has arrived so far
+            except (BlockingIOError, OSError):
+                break
+            if not chunk:
+                break
+            data += chunk
+        whole = len(data) - len(data) % CONFIRMATION.size
+        if whole:
+            self._written, self._failed = CONFIRMATION.unpack_from(data, whole - CONFIRMATION.size)
+        self._pending = data[whole:]
 
 
-def pack(queued: Sequence[tuple]) -> list[tuple]:
-    """Queued calls as the writer process reads them: predicts of one signature stacked per tensor.
-
-    Stacking turns many small arrays into one per tensor, so pickling costs a few
-    microseconds a call; tensors that cannot be stacked (scalars, mixed shapes or
-    dtypes) travel as they are. Calls keep their order within a model's group.
-    """
-    groups: dict[tuple, list[tuple]] = {}
-    for call in queued:
-        kind, meta, output_filter, request, response, _ = call
-        key = (kind, meta, output_filter, tuple(request), tuple(response)) if kind == "predict" else (kind, meta)
-        groups.setdefault(key, []).append(call)
-    packed = []
-    for (kind, meta, *_), calls in groups.items():
-        timestamps = [call[5] for call in calls]
-        if kind == "predict":
-            output_filter = calls[0][2]
-            packed.append((kind, meta, timestamps, _stack([call[3] for call in calls]), output_filter,
-                           _stack([call[4] for call in calls])))
-        else:
-            packed.append((kind, meta, timestamps, [(call[3], call[4]) for call in calls]))
-    return packed
-
-
-def _stack(tensors: Sequence[Mapping[str, np.ndarray]]) -> list[tuple]:
-    """Per tensor name: (name, stacked array, rows per call), or (name, None, the arrays) when they differ."""
-    packed = []
-    for name in tensors[0]:
-        arrays = [call[name] for call in tensors]
-        first = arrays[0]
-        if first.ndim and len({(array.dtype, array.shape[1:]) for array in arrays}) == 1:
-            packed.append((name, np.concatenate(arrays), [len(array) for array in arrays]))
-        else:
-            packed.append((name, None, arrays))
-    return packed
+def _size(kind: str, request, response) -> int:
+    """Roughly what a queued call holds, in bytes, for the queue's bound."""
+    if kind == "rest_predict":
+        return len(request) + len(response)
+    if kind.startswith("grpc_"):
+        return request.ByteSize() + response.ByteSize()
+    return sum(len(example) for example in request) + 32 * len(response)

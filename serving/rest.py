@@ -9,6 +9,7 @@ import functools
 import logging
 import re
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from serving import json_codec
@@ -17,6 +18,9 @@ from serving.inference import InferenceService
 from serving.manager import ModelManager
 from serving.monitoring import Metrics
 from serving.protos import model_spec, model_status_response, signature_def_map, to_json_dict
+
+if TYPE_CHECKING:
+    from serving.request_log import RequestLogger
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +32,17 @@ STATUS_PATH = re.compile(rf"/v1/models(?:/([^/:]+))?{_VERSION_OR_LABEL}(?:/(meta
 class RestApi:
     """Routes one REST call to the model manager and inference service."""
 
-    def __init__(self, manager: ModelManager, service: InferenceService, metrics: Metrics | None = None):
+    def __init__(self, manager: ModelManager, service: InferenceService, metrics: Metrics | None = None,
+                 request_logger: RequestLogger | None = None):
         self._manager = manager
         self._service = service
         self._metrics = metrics
+        self._request_logger = request_logger  # sees every successful predict, classify and regress
 
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
         started, code = time.perf_counter(), None
         try:
-            payload = self._dispatch(method, path, body)
-            answer = 200, json_codec.dumps(payload)
+            answer = 200, self._dispatch(method, path, body)
         except ServingError as error:
             code = error.code
             log.info("%s %s -> %d: %s", method, path, error.http_status, error.message)
@@ -50,7 +55,7 @@ class RestApi:
             self._metrics.record(*_metric_labels(method, path), "REST", code, time.perf_counter() - started)
         return answer
 
-    def _dispatch(self, method: str, path: str, body: bytes) -> dict:
+    def _dispatch(self, method: str, path: str, body: bytes) -> bytes:
         route = _prediction_route(path) if method == "POST" else None
         if route:
             name, version, label, verb = route
@@ -61,23 +66,34 @@ class RestApi:
             if not name:
                 raise invalid_argument("Missing model name in request.")
             if metadata:
-                return self._metadata(unquote(name), _version(version), _label(label))
+                return json_codec.dumps(self._metadata(unquote(name), _version(version), _label(label)))
             statuses = self._manager.statuses(unquote(name), _version(version), _label(label))
-            return to_json_dict(model_status_response(statuses))
+            return json_codec.dumps(to_json_dict(model_status_response(statuses)))
         raise invalid_argument(f"Malformed request: {method} {path}")
 
-    def _predict_like(self, name: str, version: int | None, label: str | None, verb: str, body: bytes) -> dict:
+    def _predict_like(self, name: str, version: int | None, label: str | None, verb: str, body: bytes) -> bytes:
         doc = json_codec.parse_body(body)
         signature = json_codec.signature_name(doc)
+        logger = self._request_logger
         if verb == "predict":
             servable = self._manager.resolve(name, version, label)
             inputs, fmt = json_codec.predict_inputs(doc, servable.signature_def(signature).inputs)
-            return json_codec.predict_response(self._service.predict(servable, signature, inputs), fmt)
+            answer = json_codec.dumps(json_codec.predict_response(self._service.predict(servable, signature, inputs),
+                                                                  fmt))
+            if logger is not None:
+                logger.rest_predict(servable, signature, body, answer)
+            return answer
         examples = json_codec.serialized_examples(doc, verb)
         servable = self._manager.resolve(name, version, label)
         if verb == "classify":
-            return json_codec.classify_response(self._service.classify(servable, signature, examples))
-        return json_codec.regress_response(self._service.regress(servable, signature, examples))
+            results = self._service.classify(servable, signature, examples)
+            if logger is not None:
+                logger.rest_classify(servable, signature, examples, results)
+            return json_codec.dumps(json_codec.classify_response(results))
+        values = self._service.regress(servable, signature, examples)
+        if logger is not None:
+            logger.rest_regress(servable, signature, examples, values)
+        return json_codec.dumps(json_codec.regress_response(values))
 
     def _metadata(self, name: str, version: int | None, label: str | None) -> dict:
         servable = self._manager.resolve(name, version, label)

@@ -18,10 +18,10 @@ from typing import Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 from google.protobuf import text_format
-from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, saved_model_pb2
 
 from serving import custom_ops
+from serving.data_types import DT_STRING, dtype_name
 from serving.errors import Code, ServingError, failed_precondition, invalid_argument
 
 log = logging.getLogger(__name__)
@@ -30,11 +30,6 @@ DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
-
-
-def dtype_name(dtype_enum: int) -> str:
-    """TF's DataTypeString: DT_FLOAT -> "float", DT_INT64 -> "int64"."""
-    return types_pb2.DataType.Name(dtype_enum)[3:].lower()
 
 
 def shape_of(info: meta_graph_pb2.TensorInfo) -> list[int] | None:
@@ -183,7 +178,7 @@ def signature_text(signature: meta_graph_pb2.SignatureDef) -> str:
 
 def _dummy(info: meta_graph_pb2.TensorInfo) -> np.ndarray:
     shape = [1 if size < 0 else size for size in (shape_of(info) or [1])]
-    if info.dtype == types_pb2.DT_STRING:
+    if info.dtype == DT_STRING:
         return np.full(shape, b"", dtype=object)
     return np.zeros(shape, dtype=tf.dtypes.as_dtype(info.dtype).as_numpy_dtype)
 

@@ -52,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
         manager.stop()
         return 1
     batcher = Batcher(batching) if batching else None
-    request_logger = RequestLogger(manager.entries)  # each model's logging_config, as of the last (re)load
-    service = InferenceService(batcher, args.enable_signature_method_name_check, request_logger)
+    request_logger = RequestLogger(manager.request_logging)  # each model's logging_config, as of the last (re)load
+    service = InferenceService(batcher, args.enable_signature_method_name_check)
     metrics = Metrics()
     stopping = threading.Event()
     pages: list[PageHandler] = []  # non-/v1/ pages on the REST port (metrics, console), first match wins
@@ -64,10 +64,10 @@ def run(args: argparse.Namespace) -> int:
     rest_server = None
     try:
         if args.rest_api_port:
-            rest_server = RestServer(args.host, args.rest_api_port, RestApi(manager, service, metrics),
-                                     args.rest_api_max_body_bytes, pages)
+            rest_api = RestApi(manager, service, metrics, request_logger)
+            rest_server = RestServer(args.host, args.rest_api_port, rest_api, args.rest_api_max_body_bytes, pages)
         grpc_server = start_grpc_server(args.host, args.port, manager, service, args.grpc_max_threads,
-                                        channel_arguments, metrics)
+                                        channel_arguments, metrics, request_logger)
     except OSError as error:
         log.error("cannot start the server: %s", error)
         if rest_server is not None:

@@ -155,12 +155,14 @@ def test_a_bad_logging_config_is_refused(logging_config, words):
 
 
 def test_wire_field_numbers_and_data_types_are_the_protos_own():
-    """The writer process encodes without the proto classes: every number it uses is checked here."""
+    """The writer process encodes without the proto classes, and the JSON codec reads DataTypes without
+    TensorFlow: every number they use is checked here."""
     from google.protobuf import wrappers_pb2
     from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
     from tensorflow_serving.apis import input_pb2, logging_pb2, model_pb2
     from tensorflow_serving.config import logging_config_pb2
 
+    from serving import data_types
     from serving import prediction_log_wire as wire
 
     modules = [prediction_log_pb2, predict_pb2, classification_pb2, regression_pb2, input_pb2, model_pb2,
@@ -171,70 +173,105 @@ def test_wire_field_numbers_and_data_types_are_the_protos_own():
     for message, fields in wire.FIELDS.items():
         descriptor = classes[message].DESCRIPTOR
         assert {name: descriptor.fields_by_name[name].number for name in fields} == fields, message
-    for dtype, enum in wire.DATA_TYPES.items():
+    for dtype, enum in data_types.FROM_NUMPY.items():
         assert tf.dtypes.as_dtype(dtype).as_datatype_enum == enum, dtype
-    assert wire.DT_STRING == types_pb2.DT_STRING
+    for name, enum in types_pb2.DataType.items():
+        assert data_types.dtype_name(enum) == name[3:].lower()
+        if hasattr(data_types, name):
+            assert getattr(data_types, name) == enum, name
+    assert set(data_types.NAMES) == set(types_pb2.DataType.values())
 
 
-def shipped(calls: list[tuple]) -> list[prediction_log_pb2.PredictionLog]:
-    """Calls as the server queues them, through the shipping format and the writer's encoding."""
+def logged(call: tuple) -> prediction_log_pb2.PredictionLog:
+    """A call as the shipper sends it, through the pickled frame and the writer process's encoding."""
     import pickle
 
-    from serving.prediction_log_writer import records
-    from serving.request_log import pack
+    from serving.prediction_log_writer import record
 
-    groups = pickle.loads(pickle.dumps(pack(calls)))
-    return [prediction_log_pb2.PredictionLog.FromString(data) for group in groups for _, data in records(group)]
+    return prediction_log_pb2.PredictionLog.FromString(record(pickle.loads(pickle.dumps(call)))[1])
 
 
-def test_stacked_predicts_decode_with_tf_serving_protos_call_by_call():
-    """Calls of one signature travel stacked; each comes back as its own PredictLog with its own arrays."""
-    def call(rows: int, seed: int) -> tuple[dict, dict]:
-        rng = np.random.default_rng(seed)
-        inputs = {"image": rng.random((rows, 3, 4), dtype=np.float32),
-                  "ids": rng.integers(-2**40, 2**40, rows, dtype=np.int64),
-                  "text": np.array([f"caf\u00e9 {seed}" if i % 2 else b"\x00\xff" for i in range(rows)], dtype=object),
-                  "flags": rng.random((rows, 1)) > 0.5}
-        outputs = {"scores": np.array([[0.25, np.inf]] * rows, dtype=np.float32) * (seed + 1),
-                   "labels": np.array([[b"a", b""]] * rows, dtype=object)}
-        return inputs, outputs
+def signature_infos(dtypes: dict) -> dict:
+    """TensorInfo protos, as the server hands the codec a signature's inputs or outputs."""
+    from tensorflow.core.protobuf import meta_graph_pb2
 
-    meta = ("m", 7, "", 0.5, "/unused")
-    calls = [("predict", meta, ("scores", "labels"), *call(rows, seed), 1_700_000_000.9 + seed)
-             for seed, rows in enumerate([2, 1, 3])]
-    scalar = {"image": np.float32(1.5), "ids": np.array([1, 2]), "text": np.array(["x"], dtype=object),
-              "flags": np.array([[True]])}
-    calls.append(("predict", meta, ("scores", "labels"), scalar, call(1, 9)[1], 1_700_000_100.0))
-    entries = shipped(calls)
-    assert len(entries) == len(calls)
-    for entry, (_, _, output_filter, inputs, outputs, timestamp) in zip(entries, calls):
-        request, response = entry.predict_log.request, entry.predict_log.response
-        assert (request.model_spec.name, request.model_spec.version.value, request.model_spec.signature_name) == \
-            ("m", 7, "")
-        assert response.model_spec.signature_name == "serving_default"
-        assert tuple(request.output_filter) == output_filter
-        for name, value in inputs.items():
-            value = np.asarray(value)
-            logged = tf.make_ndarray(request.inputs[name])
-            expected = np.array([v.encode() if isinstance(v, str) else v for v in value.flat],
-                                dtype=value.dtype).reshape(value.shape) if value.dtype == object else value
-            assert logged.shape == value.shape and logged.tolist() == expected.tolist(), name
-        for name, value in outputs.items():
-            assert tf.make_ndarray(response.outputs[name]).tolist() == value.tolist(), name
-        metadata = entry.log_metadata
-        assert (metadata.model_spec.name, metadata.model_spec.signature_name) == ("m", "serving_default")
-        assert (metadata.sampling_config.sampling_rate, metadata.timestamp_secs) == (0.5, int(timestamp))
-        assert list(metadata.saved_model_tags) == ["serve"]
+    return {name: meta_graph_pb2.TensorInfo(name=f"{name}:0", dtype=dtype.as_datatype_enum)
+            for name, dtype in dtypes.items()}
 
 
-def test_classify_and_regress_calls_decode_with_tf_serving_protos():
+REST_INPUTS = {"image": tf.float32, "ids": tf.int64, "text": tf.string, "flags": tf.bool}
+REST_OUTPUTS = {"scores": tf.float32, "labels": tf.string, "label_bytes": tf.string, "count": tf.int32}
+
+
+@pytest.mark.parametrize("body", [
+    {"instances": [{"image": [[0.1, 1e-8], [3.4028234663852886e38, -0.0]], "ids": 2**62, "text": "caf\u00e9",
+                    "flags": [True]},
+                   {"image": [[1.5, 2.5], [3.5, 4.5]], "ids": -7, "text": {"b64": "AP8="}, "flags": [False]}]},
+    {"signature_name": "serving_default",
+     "inputs": {"image": [[[0.25, 0.5]]], "ids": [1], "text": ["x"], "flags": [[True]]}},
+])
+def test_rest_predicts_are_logged_as_the_tensors_the_server_read_and_answered(body):
+    """The writer reads the JSON body and answer again: the logged tensors are exactly the server's."""
+    import json
+
+    from serving import json_codec
+
+    raw = json.dumps(body).encode()
+    inputs, fmt = json_codec.predict_inputs(json_codec.parse_body(raw), signature_infos(REST_INPUTS))
+    rows = len(inputs["ids"])
+    outputs = {"scores": np.array([[0.1, np.float32(1) / 3]] * rows, dtype=np.float32),
+               "labels": np.array([[b"yes", b"no"]] * rows, dtype=object),
+               "label_bytes": np.array([b"\x00\xff"] * rows, dtype=object),
+               "count": np.arange(rows, dtype=np.int32)}
+    answer = json_codec.dumps(json_codec.predict_response(outputs, fmt))
+    dtypes = tuple(tuple(sorted((name, dtype.as_datatype_enum) for name, dtype in tensors.items()))
+                   for tensors in (REST_INPUTS, REST_OUTPUTS))
+    entry = logged(("rest_predict", ("m", 7, "", 0.5, "/unused", *dtypes), raw, answer, 1_700_000_000.9))
+    request, response = entry.predict_log.request, entry.predict_log.response
+    assert (request.model_spec.name, request.model_spec.version.value, request.model_spec.signature_name) == \
+        ("m", 7, "")
+    assert response.model_spec.signature_name == "serving_default"
+    for name, value in inputs.items():
+        assert tf.as_dtype(request.inputs[name].dtype) == REST_INPUTS[name]
+        np.testing.assert_array_equal(tf.make_ndarray(request.inputs[name]), value, err_msg=name)
+    for name, value in outputs.items():
+        assert tf.as_dtype(response.outputs[name].dtype) == REST_OUTPUTS[name]
+        np.testing.assert_array_equal(tf.make_ndarray(response.outputs[name]), value, err_msg=name)
+    metadata = entry.log_metadata
+    assert (metadata.model_spec.name, metadata.model_spec.signature_name) == ("m", "serving_default")
+    assert (metadata.sampling_config.sampling_rate, metadata.timestamp_secs) == (0.5, 1_700_000_000)
+    assert list(metadata.saved_model_tags) == ["serve"]
+
+
+def test_grpc_calls_are_logged_as_sent_with_the_version_that_answered():
+    """The request as the client sent it (here by version label), its model spec naming the version that ran."""
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name, request.model_spec.version_label = "m", "stable"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto([1.5, -2.0], dtype=tf.float32))
+    request.output_filter.append("y")
+    response = predict_pb2.PredictResponse()
+    response.outputs["y"].CopyFrom(tf.make_tensor_proto([[3.0], [-4.0]], dtype=tf.float32))
+    response.model_spec.name, response.model_spec.signature_name = "m", "serving_default"
+    response.model_spec.version.value = 4
+    entry = logged(("grpc_predict", ("m", 4, "", 1.0, "/unused"), request.SerializeToString(),
+                    response.SerializeToString(), 5.0))
+    spec = entry.predict_log.request.model_spec
+    assert (spec.name, spec.WhichOneof("version_choice"), spec.version.value) == ("m", "version", 4)
+    assert entry.predict_log.request.inputs == request.inputs
+    assert list(entry.predict_log.request.output_filter) == ["y"]
+    assert entry.predict_log.response == response
+
+
+def test_rest_classify_and_regress_calls_decode_with_tf_serving_protos():
     example = tf.train.Example()
     example.features.feature["x"].float_list.value.append(2.5)
     meta = ("e", 3, "classification", 1.0, "/unused")
-    calls = [("classify", meta, (), [example.SerializeToString()] * 2, [[("yes", 0.75), ("no", 0.25)], [("", 0.0)]],
-              10.0),
-             ("regress", meta[:2] + ("regression",) + meta[3:], (), [example.SerializeToString()], [0.5], 11.0)]
-    classify, regress = shipped(calls)
+    classify = logged(("rest_classify", meta, [example.SerializeToString()] * 2,
+                       [[("yes", 0.75), ("no", 0.25)], [("", 0.0)]], 10.0))
+    regress = logged(("rest_regress", meta[:2] + ("regression",) + meta[3:], [example.SerializeToString()], [0.5],
+                      11.0))
     assert classify.classify_log.request.input.example_list.examples[1] == example
     classes = [[(c.label, c.score) for c in result.classes]
                for result in classify.classify_log.response.result.classifications]
@@ -245,70 +282,73 @@ def test_classify_and_regress_calls_decode_with_tf_serving_protos():
     assert (regress.log_metadata.timestamp_secs, regress.log_metadata.model_spec.version.value) == (11, 3)
 
 
-def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path, caplog):
-    """Offers far faster than the writer can write: the caller never waits, every record is written or counted."""
+def written_records(folder: Path) -> int:
+    """Records in the log files; -1 while a record is only half flushed."""
+    try:
+        return sum(1 for path in folder.glob("requests.*.tfrecord") for _ in tf.data.TFRecordDataset(str(path)))
+    except tf.errors.DataLossError:
+        return -1
+
+
+def unit_logger(folder: Path, **options):
+    """A RequestLogger for one model `m` logged at rate 1.0, and a regress call to offer it."""
     from types import SimpleNamespace
 
-    from serving.config import ModelEntry
     from serving.request_log import RequestLogger
 
-    entry = ModelEntry("m", "/unused", logging=RequestLogging(1.0, str(tmp_path / "requests")))
-    logger = RequestLogger(lambda: [entry], max_queue=1)
+    settings = RequestLogging(1.0, str(folder / "requests"))
+    logger = RequestLogger({"m": settings}.get, **options)
     servable = SimpleNamespace(name="m", version=1)
-    rows = {"x": np.arange(64, dtype=np.float32)}
+    example = tf.train.Example()
+    example.features.feature["x"].float_list.value.extend([0.5] * 16)
+    examples = [example.SerializeToString()]
+    return logger, lambda: logger.rest_regress(servable, "", examples, [0.25])
+
+
+def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path, caplog):
+    """Offers far faster than the writer can write: the caller never waits, every record is written or counted."""
+    logger, offer = unit_logger(tmp_path, max_queue_bytes=1)
     offered = 5000
     for _ in range(offered):
-        logger.predict(servable, "", rows, [], rows)
+        offer()
     dropped = logger.dropped
     logger.close()
-    written = sum(1 for path in tmp_path.glob("requests.*.tfrecord") for _ in tf.data.TFRecordDataset(str(path)))
     assert dropped > 0
-    assert written + dropped == offered
+    assert written_records(tmp_path) + logger.dropped == offered
     assert "records dropped so far" in caplog.text
 
 
-@pytest.mark.xfail(strict=False, reason="known gap, cause not found: under heavy CPU load one record in about "
-                                        "ten runs is neither written nor counted after the writer is killed")
-def test_a_killed_writer_process_is_replaced_and_serving_goes_on(tmp_path, caplog):
-    """The writer process dies: the next records are counted as dropped, a new writer takes the rest."""
+def test_a_killed_writer_process_is_replaced_and_its_unwritten_records_are_counted(tmp_path, caplog):
+    """The writer dies with records sent to it and not yet written: they are counted as dropped, and a new
+    writer takes the next ones. Every offered record is written or counted, exactly once."""
     import os
     import signal
     import time
-    from types import SimpleNamespace
 
-    from serving.config import ModelEntry
-    from serving.request_log import RequestLogger
+    logger, offer = unit_logger(tmp_path)
 
-    entry = ModelEntry("m", "/unused", logging=RequestLogging(1.0, str(tmp_path / "requests")))
-    logger = RequestLogger(lambda: [entry])
-    servable = SimpleNamespace(name="m", version=1)
-    rows = {"x": np.arange(4, dtype=np.float32)}
-
-    def written() -> int:
-        try:
-            return sum(1 for path in tmp_path.glob("requests.*.tfrecord") for _ in tf.data.TFRecordDataset(str(path)))
-        except tf.errors.DataLossError:  # a record half flushed: not there yet
-            return -1
-
-    def wait_for(condition, offer: bool) -> int:
+    def wait_for(condition, offering: bool) -> int:
         offered, deadline = 0, time.monotonic() + 60
         while not condition():
             assert time.monotonic() < deadline, "the logger did not get there within 60 s"
-            if offer:
-                logger.predict(servable, "", rows, [], rows)
+            if offering:
+                offer()
                 offered += 1
             time.sleep(0.01)
         return offered
 
-    offered = wait_for(lambda: logger.writer_pid is not None, offer=True)
-    wait_for(lambda: written() == offered, offer=False)  # nothing in flight when it dies
+    offered = wait_for(lambda: logger.writer_pid is not None, offering=True)
     first = logger.writer_pid
+    os.kill(first, signal.SIGSTOP)  # it reads nothing more: what is sent now is in flight when it dies
+    for _ in range(20):
+        offer()
+    offered += 20
+    time.sleep(0.2)  # the shipper sends them into the stopped writer's pipe
     os.kill(first, signal.SIGKILL)
-    wait_for(lambda: open(f"/proc/{first}/stat").read().rsplit(")", 1)[1].split()[0] == "Z", offer=False)
-    offered += wait_for(lambda: logger.writer_pid not in (None, first), offer=True)
+    offered += wait_for(lambda: logger.writer_pid not in (None, first), offering=True)
     for _ in range(10):
-        logger.predict(servable, "", rows, [], rows)
+        offer()
     logger.close()
     assert "writer process exited" in caplog.text
-    assert logger.dropped > 0
-    assert written() + logger.dropped == offered + 10
+    assert logger.dropped >= 20
+    assert written_records(tmp_path) + logger.dropped == offered + 10
