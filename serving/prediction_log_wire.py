@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from functools import lru_cache
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -134,13 +134,29 @@ def _map_key(name: str) -> bytes:
 _MAP_VALUE_KEY = varint(2 << 3 | _BYTES)
 
 
-def tensor_map(message: str, field_name: str, tensors: Mapping[str, np.ndarray]) -> bytes:
-    """The map<string, TensorProto> field `field_name` of `message` (a request's inputs, a response's outputs)."""
-    entries = []
-    for key, value in tensors.items():
-        proto = tensor(value)
-        entries.append(field(message, field_name, _map_key(key) + _MAP_VALUE_KEY + varint(len(proto)) + proto))
-    return b"".join(entries)
+def tensor_maps(message: str, field_name: str, columns: Mapping[str, Sequence[np.ndarray]]) -> list[bytes]:
+    """Per call, the map<string, TensorProto> field `field_name` of `message` (a request's inputs, a
+    response's outputs), from each tensor's arrays in call order.
+
+    Numbers of one dtype and shape (the usual run of one-instance calls) share
+    every byte but their contents, so those bytes are encoded once per tensor.
+    """
+    entries: list[list[bytes]] = []
+    for key, values in columns.items():
+        first = values[0]
+        if first.dtype.kind in "OSU" or any(value.shape != first.shape or value.dtype != first.dtype
+                                            for value in values):
+            entries.append([field(message, field_name, _map_entry(key, tensor(value))) for value in values])
+            continue
+        head = (_tensor_head(first.dtype, first.shape) + _key("TensorProto", "tensor_content", _BYTES)
+                + varint(first.nbytes))
+        prefix = field(message, field_name, _map_entry(key, head + bytes(first.nbytes)))[:-first.nbytes]
+        entries.append([prefix + np.ascontiguousarray(value).tobytes() for value in values])
+    return [b"".join(call) for call in zip(*entries)]
+
+
+def _map_entry(key: str, value: bytes) -> bytes:
+    return _map_key(key) + _MAP_VALUE_KEY + varint(len(value)) + value
 
 
 # kind of call -> (PredictionLog field, log message, request message, response message)
@@ -166,13 +182,14 @@ def _response_spec(kind: str, name: str, version: int, signature_name: str) -> b
     return field(_LOGS[kind][3], "model_spec", model_spec(name, version, signature_name or DEFAULT_SIGNATURE))
 
 
-def predict_log(name: str, version: int, signature_name: str, inputs: Mapping[str, np.ndarray],
-                outputs: Mapping[str, np.ndarray]) -> bytes:
-    """A predict from arrays: the request as gRPC would send it, the response as answered."""
-    response = tensor_map("PredictResponse", "outputs", outputs) + _response_spec("predict", name, version,
-                                                                                  signature_name)
-    return call_log("predict", name, version, signature_name, tensor_map("PredictRequest", "inputs", inputs),
-                    response)
+def predict_logs(name: str, version: int, signature_name: str, inputs: Mapping[str, Sequence[np.ndarray]],
+                 outputs: Mapping[str, Sequence[np.ndarray]]) -> list[bytes]:
+    """Predicts of one signature from arrays (per tensor, each call's array): per call, the request as
+    gRPC would send it and the response as answered."""
+    spec = _response_spec("predict", name, version, signature_name)
+    return [call_log("predict", name, version, signature_name, request, response + spec)
+            for request, response in zip(tensor_maps("PredictRequest", "inputs", inputs),
+                                          tensor_maps("PredictResponse", "outputs", outputs))]
 
 
 def _examples(examples: Iterable[bytes]) -> bytes:

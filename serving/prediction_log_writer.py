@@ -1,9 +1,11 @@
 """The request logger's writer process: turns shipped calls into PredictionLog TFRecord files.
 
-The model server (serving/request_log.py) queues what each sampled call already
-holds and, every few milliseconds, ships it here through a pipe as one pickled
-frame: a REST predict's JSON body and answer, a gRPC predict's serialized
-request and response, a classify or regress call's examples and results. This
+The model server (serving/request_log.py) queues one record per sampled call of
+what the call already holds, and every few milliseconds ships the queued records
+here through a pipe as one frame: a REST predict's JSON body and answer, a gRPC
+call's serialized request and response, a classify or regress call's examples
+and results (pickled). A meta record, sent once per writer, names the model,
+version, signature, sampling rate and file prefix the calls' records refer to. This
 process reads the JSON with the server's own codec, encodes the records and
 writes the files, so logging costs the requests being served almost nothing.
 It imports neither TensorFlow nor the proto classes, and starts in a fraction of
@@ -25,6 +27,7 @@ server closes the pipe, after writing everything it was sent.
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import os
 import pickle
@@ -34,18 +37,23 @@ import struct
 import sys
 import time
 from functools import lru_cache
-from typing import NamedTuple, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import google_crc32c
 
 from serving import json_codec
+from serving.errors import ServingError
 from serving import prediction_log_wire as wire
 
 log = logging.getLogger("serving.request_log")
 
 FLUSH_SECONDS = 1.0
 FALLBACK_NICENESS = 19  # where SCHED_IDLE is refused: the lowest priority nice gives
-FRAME_HEADER = struct.Struct("<Q")  # the pickled frame's length
+FRAME_HEADER = struct.Struct("<Q")  # a frame's length; the frame is records, one after the other
+# A record: its kind, its meta record's number, the call's time, the request's and the response's length.
+RECORD_HEAD = struct.Struct("<BIdII")
+META, REST_PREDICT, REST_CLASSIFY, REST_REGRESS, GRPC_PREDICT, GRPC_CLASSIFY, GRPC_REGRESS = range(7)
+GRPC_KINDS = {"predict": GRPC_PREDICT, "classify": GRPC_CLASSIFY, "regress": GRPC_REGRESS}
 CONFIRMATION = struct.Struct("<QQ")  # records written, records that could not be written (both cumulative)
 _MASK_DELTA = 0xA282EAD8
 
@@ -101,57 +109,154 @@ def _infos(dtypes: tuple[tuple[str, int], ...]) -> dict[str, _Info]:
     return {name: _Info(dtype) for name, dtype in dtypes}
 
 
-def rest_tensors(body: bytes, answer: bytes, input_dtypes: tuple, output_dtypes: tuple) -> tuple[dict, dict]:
-    """A REST predict's inputs and outputs as arrays, read as the server read the body.
+def rest_columns(calls: Sequence[tuple[bytes, bytes]], input_dtypes: tuple, output_dtypes: tuple
+                 ) -> tuple[dict[str, list], dict[str, list]]:
+    """REST predicts' inputs and outputs, per tensor each call's array, read as the server read the bodies.
 
-    The answer is read back with the same codec: numbers round-trip exactly (float32
-    is written with the shortest digits that round-trip), "_bytes" outputs come
-    back from their base64; other strings are as the client received them.
+    The answers are read back with the same codec: numbers round-trip exactly
+    (float32 is written with the shortest digits that round-trip), "_bytes"
+    outputs come back from their base64, other strings are as the client
+    received them. Calls in row format are read together, one array per tensor
+    split by call, which gives the same arrays as reading them one by one.
     """
-    inputs, _ = json_codec.predict_inputs(json_codec.parse_body(body), _infos(input_dtypes))
-    doc = json_codec.loads(answer)
-    rows = {"instances": doc["predictions"]} if "predictions" in doc else {"inputs": doc["outputs"]}
-    outputs, _ = json_codec.predict_inputs(rows, _infos(output_dtypes))
-    return inputs, outputs
+    docs = [(json_codec.parse_body(body), json_codec.loads(answer)) for body, answer in calls]
+    inputs, outputs = _infos(input_dtypes), _infos(output_dtypes)
+    if len(docs) > 1 and all(_plain_rows(doc, answer) for doc, answer in docs):
+        try:
+            return _read_together(docs, inputs, outputs)
+        except ServingError:  # shapes differ between calls: read each on its own
+            pass
+    columns: tuple[dict[str, list], dict[str, list]] = ({}, {})
+    for doc, answer in docs:
+        rows = {"instances": answer["predictions"]} if "predictions" in answer else {"inputs": answer["outputs"]}
+        for tensors, read in zip(columns, (json_codec.predict_inputs(doc, inputs)[0],
+                                           json_codec.predict_inputs(rows, outputs)[0])):
+            for name, value in read.items():
+                tensors.setdefault(name, []).append(value)
+    if any(len(values) != len(docs) for tensors in columns for values in tensors.values()):
+        raise ValueError("the calls do not all have the same tensors")
+    return columns
 
 
-def record(call: tuple) -> tuple[str, bytes]:
+def _plain_rows(doc: dict, answer: dict) -> bool:
+    """A row-format call whose answer has a row per instance."""
+    instances, predictions = doc.get("instances"), answer.get("predictions")
+    return (doc.keys() <= {"instances", "signature_name"} and answer.keys() == {"predictions"}
+            and isinstance(instances, list) and isinstance(predictions, list)
+            and 0 < len(instances) == len(predictions))
+
+
+def _read_together(docs: list[tuple[dict, dict]], inputs: dict, outputs: dict) -> tuple[dict, dict]:
+    ends = list(itertools.accumulate(len(doc["instances"]) for doc, _ in docs))
+    spans = list(zip([0] + ends[:-1], ends))
+    read = (json_codec.predict_inputs({"instances": [row for doc, _ in docs for row in doc["instances"]]}, inputs)[0],
+            json_codec.predict_inputs({"instances": [row for _, answer in docs for row in answer["predictions"]]},
+                                      outputs)[0])
+    return tuple({name: [array[start:end] for start, end in spans] for name, array in tensors.items()}
+                 for tensors in read)
+
+
+def rest_predict_records(meta: tuple, calls: Sequence[tuple[float, bytes, bytes]]) -> list[tuple[str, bytes]]:
+    """(file name prefix, serialized PredictionLog) of REST predicts (time, body, answer) of one signature."""
+    name, version, signature, rate, prefix, input_dtypes, output_dtypes = meta
+    inputs, outputs = rest_columns([(body, answer) for _, body, answer in calls], input_dtypes, output_dtypes)
+    logs = wire.predict_logs(name, version, signature, inputs, outputs)
+    return [(prefix, wire.log_metadata(name, version, signature, rate, timestamp) + log)
+            for (timestamp, _, _), log in zip(calls, logs)]
+
+
+def record(kind: int, meta: tuple, request: bytes, response: bytes, timestamp: float) -> tuple[str, bytes]:
     """(file name prefix, serialized PredictionLog) of one shipped call."""
-    kind, meta, request, response, timestamp = call
-    name, version, signature, rate, prefix = meta[:5]
-    transport, method = kind.split("_")
-    if transport == "grpc":  # the serialized request and response, as they went over the wire
+    if kind == REST_PREDICT:
+        return rest_predict_records(meta, [(timestamp, request, response)])[0]
+    name, version, signature, rate, prefix = meta
+    if kind in (REST_CLASSIFY, REST_REGRESS):
+        encode = wire.classify_log if kind == REST_CLASSIFY else wire.regress_log
+        body = encode(name, version, signature, *pickle.loads(request))
+    else:  # gRPC: the serialized request and response, as they went over the wire
+        method = next(method for method, code in GRPC_KINDS.items() if code == kind)
         body = wire.call_log(method, name, version, signature, request, response)
-    elif method == "predict":
-        body = wire.predict_log(name, version, signature, *rest_tensors(request, response, *meta[5:]))
-    elif method == "classify":
-        body = wire.classify_log(name, version, signature, request, response)
-    else:
-        body = wire.regress_log(name, version, signature, request, response)
     return prefix, wire.log_metadata(name, version, signature, rate, timestamp) + body
 
 
+def records(frame: bytes) -> Iterator[tuple[int, int, float, bytes, bytes]]:
+    """(kind, meta number, time, request, response) of each record in a frame."""
+    view, offset = memoryview(frame), 0
+    while offset < len(frame):
+        kind, meta_id, timestamp, request_size, response_size = RECORD_HEAD.unpack_from(frame, offset)
+        offset += RECORD_HEAD.size
+        request = bytes(view[offset:offset + request_size])
+        offset += request_size
+        yield kind, meta_id, timestamp, request, bytes(view[offset:offset + response_size])
+        offset += response_size
+
+
 class Writer:
-    """Writes shipped calls to files by prefix; a bad record or a full disk costs that record only."""
+    """Writes shipped records to files by prefix; a bad record or a full disk costs that record only."""
 
     def __init__(self, server_pid: int, max_file_bytes: int, max_file_seconds: float):
         self._server_pid = server_pid
         self._max_file_bytes = max_file_bytes
         self._max_file_seconds = max_file_seconds
         self._files: dict[str, LogFile] = {}
+        self._metas: dict[int, tuple] = {}  # meta record number -> (model, version, signature, rate, prefix, ...)
         self.written = self.failed = 0
 
-    def write_calls(self, calls: list[tuple]) -> None:
-        for call in calls:
-            try:
-                prefix, data = record(call)
+    def write_frame(self, frame: bytes) -> None:
+        """Write a frame's calls in order; a run of REST predicts of one signature is read together."""
+        run: list[tuple[float, bytes, bytes]] = []
+        run_meta = None
+        for kind, meta_id, timestamp, request, response in records(frame):
+            if kind == META:
+                self._metas[meta_id] = pickle.loads(request)
+                continue
+            if kind == REST_PREDICT and meta_id == run_meta:
+                run.append((timestamp, request, response))
+                continue
+            self._write_run(run_meta, run)
+            run, run_meta = [], None
+            if kind == REST_PREDICT:
+                run, run_meta = [(timestamp, request, response)], meta_id
+            else:
+                meta = self._metas.get(meta_id)
+                self._write(meta, 1, lambda: [record(kind, meta, request, response, timestamp)])
+        self._write_run(run_meta, run)
+
+    def _write_run(self, meta_id: int | None, run: list[tuple[float, bytes, bytes]]) -> None:
+        if not run:
+            return
+        meta = self._metas.get(meta_id)
+        if len(run) == 1 or not self._write(meta, len(run), lambda: rest_predict_records(meta, run), quiet=True):
+            for call in run:  # one by one: only a bad call is lost
+                self._write(meta, 1, lambda: rest_predict_records(meta, [call]))
+
+    def _write(self, meta: tuple | None, count: int, encode: Callable[[], list[tuple[str, bytes]]],
+               quiet: bool = False) -> bool:
+        """Encode `count` records and write them; False if encoding failed (counted unless `quiet`).
+
+        A failure costs those records only: it is counted and logged, and the logger goes on.
+        """
+        try:
+            encoded = encode()
+        except Exception:  # noqa: BLE001 - a bad record must not stop the logger
+            if not quiet:
+                self._count_failed(count, meta)
+            return False
+        done = 0
+        try:
+            for prefix, data in encoded:
                 self._file(prefix).write(data)
-                self.written += 1
-            except Exception:  # noqa: BLE001 - one bad record must not stop the logger
-                self.failed += 1
-                if self.failed == 1 or self.failed % 1000 == 0:  # a lasting cause (full disk) must not flood
-                    log.exception("request log: %d records not written so far; the latest was for model %s",
-                                  self.failed, call[1][0])
+                done += 1
+        except Exception:  # noqa: BLE001 - a full disk costs the records, not the logger
+            self._count_failed(count - done, meta)
+        self.written += done
+        return True
+
+    def _count_failed(self, count: int, meta: tuple | None) -> None:
+        before, self.failed = self.failed, self.failed + count
+        if before == 0 or before // 1000 != self.failed // 1000:  # a lasting cause (full disk) must not flood
+            log.exception("request log: %d records not written so far; the latest was for model %s",
+                          self.failed, meta[0] if meta else "(unknown)")
 
     def _file(self, prefix: str) -> LogFile:
         file = self._files.get(prefix)
@@ -203,7 +308,7 @@ def run(fd: int, writer: Writer, confirm_fd: int) -> None:
             frame = None if header is None else _read_exactly(fd, FRAME_HEADER.unpack(header)[0])
             if frame is None:
                 return
-            writer.write_calls(pickle.loads(frame))
+            writer.write_frame(frame)
         if time.monotonic() - last_flush >= FLUSH_SECONDS:
             writer.flush()
             last_flush = time.monotonic()

@@ -5,10 +5,12 @@ name prefix. The transports log successful predict, classify and regress calls;
 REST requests appear as the request protos gRPC would have sent.
 
 Logging must not slow serving down, so a request only draws a random number and
-queues what it already holds: a REST predict's JSON body and answer, a gRPC
-predict's request and response protos, a classify or regress call's examples and
-results. A shipper thread sends the queue every few milliseconds through a pipe
-to a writer process (serving/prediction_log_writer.py). The writer decodes the
+queues one record of what it already holds: a REST predict's JSON body and
+answer, a gRPC call's serialized request and response, a classify or regress
+call's examples and results. A shipper thread joins the queued records every
+few milliseconds and writes them through a pipe to a writer process
+(serving/prediction_log_writer.py); it does no per-record work, so it never
+holds the interpreter lock long enough to delay the requests' threads. The writer decodes the
 JSON with the server's own codec, encodes the PredictionLog records and writes
 the files at idle CPU priority, so it only uses CPU time that serving leaves
 unused. While serving keeps every core busy, the records wait: first in the pipe,
@@ -35,14 +37,15 @@ from pathlib import Path
 from typing import Callable
 
 from serving.config import RequestLogging
-from serving.prediction_log_writer import CONFIRMATION, FRAME_HEADER
+from serving.prediction_log_writer import (CONFIRMATION, FRAME_HEADER, GRPC_KINDS, META, RECORD_HEAD, REST_CLASSIFY,
+                                          REST_PREDICT, REST_REGRESS)
 from serving.servable import Servable
 
 log = logging.getLogger(__name__)
 
 SHIP_SECONDS = 0.02  # how long a record may wait before it is shipped
 SHIP_RECORDS = 512  # ship sooner once this many are queued
-FRAME_RECORDS = 4096  # at most this many records in one frame
+FRAME_RECORDS = 512  # at most this many records in one frame: joining them holds the interpreter lock
 STOP_SECONDS = 60.0  # how long shutdown waits for the writer to finish
 PIPE_BYTES = 1 << 20  # the pipe to the writer holds this much while the writer waits for idle CPU
 _F_SETPIPE_SZ = 1031  # fcntl.h; Python 3.10's fcntl module does not name it
@@ -65,7 +68,9 @@ class RequestLogger:
         self._queued_lock = threading.Lock()
         self._writer_args = [f"--max-file-bytes={max_file_bytes}", f"--max-file-seconds={max_file_seconds}"]
         self._writer: _WriterProcess | None = None
-        self._metas: dict[tuple, tuple] = {}  # per model version, signature and settings: what the writer needs
+        self._meta_ids: dict[tuple, int] = {}  # per model version, signature and settings: its meta record's number
+        self._meta_records: list[bytes] = []  # every meta record, by number (a new writer gets them all)
+        self._meta_lock = threading.Lock()
         self._dropped = 0
         self._dropped_lock = threading.Lock()
         self._closing = False
@@ -86,38 +91,65 @@ class RequestLogger:
 
     def rest_predict(self, servable: Servable, signature_name: str, body: bytes, answer: bytes) -> None:
         """A REST predict: its JSON request body and JSON answer (the writer turns them into tensors)."""
-        self._offer("rest_predict", servable, signature_name, body, answer)
+        self._offer(REST_PREDICT, servable, signature_name, body, answer)
 
     def rest_classify(self, servable: Servable, signature_name: str, examples: list[bytes],
                       results: list[list[tuple[str, float]]]) -> None:
         """A REST classify: the serialized examples (context merged) and the (label, score) pairs."""
-        self._offer("rest_classify", servable, signature_name, examples, results)
+        self._offer(REST_CLASSIFY, servable, signature_name, examples, results)
 
     def rest_regress(self, servable: Servable, signature_name: str, examples: list[bytes],
                      values: list[float]) -> None:
-        self._offer("rest_regress", servable, signature_name, examples, values)
+        self._offer(REST_REGRESS, servable, signature_name, examples, values)
 
     def grpc(self, method: str, servable: Servable, signature_name: str, request, response) -> None:
-        """A gRPC predict, classify or regress: its request and response protos, serialized by the shipper."""
-        self._offer(f"grpc_{method}", servable, signature_name, request, response)
+        """A gRPC predict, classify or regress: its request and response protos."""
+        self._offer(GRPC_KINDS[method], servable, signature_name, request, response)
 
-    def _offer(self, kind: str, servable: Servable, signature_name: str, request: object, response: object) -> None:
+    def _offer(self, kind: int, servable: Servable, signature_name: str, request, response) -> None:
         settings = self._logging_of(servable.name)
         if settings is None or random.random() >= settings.sampling_rate:
             return
-        size = _size(kind, request, response)
+        if kind in GRPC_KINDS.values():
+            request, response = request.SerializeToString(), response.SerializeToString()
+        elif kind != REST_PREDICT:
+            request, response = pickle.dumps((request, response), protocol=pickle.HIGHEST_PROTOCOL), b""
+        key = (servable.name, servable.version, signature_name, settings.sampling_rate, settings.filename_prefix,
+               kind == REST_PREDICT)
+        meta_id = self._meta_ids.get(key)
+        if meta_id is None:
+            meta_id = self._register_meta(key, servable)
+        record = RECORD_HEAD.pack(kind, meta_id, time.time(), len(request), len(response)) + request + response
         with self._queued_lock:
-            full = self._queue and self._queued_bytes + size > self._max_queue_bytes
+            full = self._queue and self._queued_bytes + len(record) > self._max_queue_bytes
             if not full:
-                self._queued_bytes += size
+                self._queued_bytes += len(record)
         if full:
             self._drop(1, "request log queue full")
             return
-        self._queue.append((kind, servable, signature_name, settings, request, response, time.time(), size))
+        self._queue.append(record)
         if self._thread is None:
             self._start_shipper()
-        if len(self._queue) >= SHIP_RECORDS:
+        if len(self._queue) >= SHIP_RECORDS and not self._wake.is_set():
             self._wake.set()
+
+    def _register_meta(self, key: tuple, servable: Servable) -> int:
+        """A number for (model, version, signature, sampling rate, file prefix), and for a REST predict the
+        signature's input and output dtypes, which the writer needs to read the JSON. Its record is kept
+        before the number is published, so every writer gets it before any call that uses it."""
+        with self._meta_lock:
+            meta_id = self._meta_ids.get(key)
+            if meta_id is None:
+                meta = key[:5]
+                if key[5]:
+                    signature = servable.signature_def(key[2])
+                    meta += tuple(tuple(sorted((name, info.dtype) for name, info in tensors.items()))
+                                  for tensors in (signature.inputs, signature.outputs))
+                meta_id = len(self._meta_records)
+                data = pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL)
+                self._meta_records.append(RECORD_HEAD.pack(META, meta_id, 0.0, len(data), 0) + data)
+                self._meta_ids[key] = meta_id
+        return meta_id
 
     def _start_shipper(self) -> None:
         with self._thread_lock:
@@ -148,58 +180,33 @@ class RequestLogger:
             self._wake.clear()
             closing = self._closing  # read before draining: nothing offered before close() is left behind
             while self._queue:
-                queued = [self._queue.popleft() for _ in range(min(len(self._queue), FRAME_RECORDS))]
-                self._ship(queued)
+                records = [self._queue.popleft() for _ in range(min(len(self._queue), FRAME_RECORDS))]
+                self._ship(records)
                 with self._queued_lock:
-                    self._queued_bytes -= sum(call[7] for call in queued)
+                    self._queued_bytes -= sum(map(len, records))
             if closing:
                 break
         self._stop_writer()
 
-    def _ship(self, queued: list[tuple]) -> None:
-        try:
-            frame = pickle.dumps([self._shipped(*call[:7]) for call in queued], protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:  # noqa: BLE001 - an unpicklable record costs its frame, never the server
-            log.exception("request log: could not ship %d records", len(queued))
-            self._drop(len(queued), "request log shipping failed")
-            return
+    def _ship(self, records: list[bytes]) -> None:
         writer = self._running_writer()
         if writer is None:
-            self._drop(len(queued), "request log writer process not running")
+            self._drop(len(records), "request log writer process not running")
             return
+        # Read after the records were taken: the meta record of every one of them is in the list by now.
+        metas = self._meta_records[writer.metas_sent:]
         try:
-            writer.send(frame, len(queued))
+            writer.send(b"".join(metas + records), len(records))
         except OSError as error:
             log.error("request log writer process exited (code %s): %s; starting a new one for the next records",
                       writer.process.poll(), error)
             self._writer = None
-            self._drop(len(queued) + writer.abandon(), "request log writer process failed")
+            self._drop(len(records) + writer.abandon(), "request log writer process failed")
             return
+        writer.metas_sent += len(metas)
         failed = writer.newly_failed()
         if failed:
             self._drop(failed, "request log writer could not write records")
-
-    def _shipped(self, kind: str, servable: Servable, signature_name: str, settings, request, response,
-                 timestamp: float) -> tuple:
-        """A queued call as the writer process reads it: bytes and plain values only."""
-        if kind.startswith("grpc_"):
-            request, response = request.SerializeToString(), response.SerializeToString()
-        return kind, self._meta(kind, servable, signature_name, settings), request, response, timestamp
-
-    def _meta(self, kind: str, servable: Servable, signature_name: str, settings) -> tuple:
-        """(model, version, signature, sampling rate, file prefix), and for a REST predict the signature's
-        input and output dtypes, which the writer needs to read the JSON."""
-        key = (servable.name, servable.version, signature_name, settings.sampling_rate, settings.filename_prefix)
-        with_dtypes = kind == "rest_predict"
-        meta = self._metas.get((key, with_dtypes))
-        if meta is None:
-            meta = key
-            if with_dtypes:
-                signature = servable.signature_def(signature_name)
-                meta += tuple(tuple(sorted((name, info.dtype) for name, info in tensors.items()))
-                              for tensors in (signature.inputs, signature.outputs))
-            self._metas[key, with_dtypes] = meta
-        return meta
 
     def _running_writer(self) -> _WriterProcess | None:
         if self._writer is None:
@@ -236,13 +243,16 @@ class _WriterProcess:
         except OSError:  # a system limit below PIPE_BYTES: the default pipe only waits sooner
             pass
         os.set_blocking(self.process.stdout.fileno(), False)
-        self._sent = 0  # records in the frames written to its pipe
+        self.metas_sent = 0  # meta records it has been sent
+        self._sent = 0  # call records in the frames written to its pipe
         self._written = self._failed = 0  # as last confirmed
         self._failed_reported = 0
         self._pending = b""
 
     def send(self, frame: bytes, records: int) -> None:
-        self.process.stdin.write(FRAME_HEADER.pack(len(frame)) + frame)
+        """A frame of records, `records` of them calls."""
+        self.process.stdin.write(FRAME_HEADER.pack(len(frame)))
+        self.process.stdin.write(frame)
         self.process.stdin.flush()
         self._sent += records
 
@@ -288,12 +298,3 @@ class _WriterProcess:
         if whole:
             self._written, self._failed = CONFIRMATION.unpack_from(data, whole - CONFIRMATION.size)
         self._pending = data[whole:]
-
-
-def _size(kind: str, request, response) -> int:
-    """Roughly what a queued call holds, in bytes, for the queue's bound."""
-    if kind == "rest_predict":
-        return len(request) + len(response)
-    if kind.startswith("grpc_"):
-        return request.ByteSize() + response.ByteSize()
-    return sum(len(example) for example in request) + 32 * len(response)

@@ -182,65 +182,91 @@ def test_wire_field_numbers_and_data_types_are_the_protos_own():
     assert set(data_types.NAMES) == set(types_pb2.DataType.values())
 
 
-def logged(call: tuple) -> prediction_log_pb2.PredictionLog:
-    """A call as the shipper sends it, through the pickled frame and the writer process's encoding."""
-    import pickle
+def logged(kind: str, meta: tuple, request: bytes, response: bytes, timestamp: float
+           ) -> prediction_log_pb2.PredictionLog:
+    """One record as the writer process encodes it."""
+    from serving import prediction_log_writer as writer
 
-    from serving.prediction_log_writer import record
+    return prediction_log_pb2.PredictionLog.FromString(
+        writer.record(getattr(writer, kind.upper()), meta, request, response, timestamp)[1])
 
-    return prediction_log_pb2.PredictionLog.FromString(record(pickle.loads(pickle.dumps(call)))[1])
 
-
-def signature_infos(dtypes: dict) -> dict:
-    """TensorInfo protos, as the server hands the codec a signature's inputs or outputs."""
+def signature_def(inputs: dict, outputs: dict):
+    """A SignatureDef with these input and output dtypes, as a servable hands it out."""
     from tensorflow.core.protobuf import meta_graph_pb2
 
-    return {name: meta_graph_pb2.TensorInfo(name=f"{name}:0", dtype=dtype.as_datatype_enum)
-            for name, dtype in dtypes.items()}
+    signature = meta_graph_pb2.SignatureDef(method_name="tensorflow/serving/predict")
+    for tensors, dtypes in ((signature.inputs, inputs), (signature.outputs, outputs)):
+        for name, dtype in dtypes.items():
+            tensors[name].CopyFrom(meta_graph_pb2.TensorInfo(name=f"{name}:0", dtype=dtype.as_datatype_enum))
+    return signature
+
+
+def read_log(folder: Path) -> list[prediction_log_pb2.PredictionLog]:
+    return [prediction_log_pb2.PredictionLog.FromString(data) for path in sorted(folder.glob("requests.*.tfrecord"))
+            for data in tf.data.TFRecordDataset(str(path)).as_numpy_iterator()]
 
 
 REST_INPUTS = {"image": tf.float32, "ids": tf.int64, "text": tf.string, "flags": tf.bool}
 REST_OUTPUTS = {"scores": tf.float32, "labels": tf.string, "label_bytes": tf.string, "count": tf.int32}
 
 
-@pytest.mark.parametrize("body", [
+REST_BODIES = [  # row format, one and two instances; columnar; other shapes: read together where they can be
     {"instances": [{"image": [[0.1, 1e-8], [3.4028234663852886e38, -0.0]], "ids": 2**62, "text": "caf\u00e9",
                     "flags": [True]},
                    {"image": [[1.5, 2.5], [3.5, 4.5]], "ids": -7, "text": {"b64": "AP8="}, "flags": [False]}]},
+    {"instances": [{"image": [[0.5, 0.25], [1, 2]], "ids": 3, "text": "x", "flags": [True]}]},
     {"signature_name": "serving_default",
      "inputs": {"image": [[[0.25, 0.5]]], "ids": [1], "text": ["x"], "flags": [[True]]}},
-])
-def test_rest_predicts_are_logged_as_the_tensors_the_server_read_and_answered(body):
-    """The writer reads the JSON body and answer again: the logged tensors are exactly the server's."""
+    {"instances": [{"image": [[0.5, 0.25, 9.0]], "ids": 3, "text": "", "flags": [True, False]}]},
+    {"instances": [{"image": [[7.0, 8.0], [9.0, 10.0]], "ids": 4, "text": "y", "flags": [False]}] * 3},
+]
+
+
+@pytest.mark.parametrize("bodies", [[REST_BODIES[i] for i in (0, 1, 4)], REST_BODIES], ids=["rows", "mixed"])
+def test_rest_predicts_are_logged_as_the_tensors_the_server_read_and_answered(bodies, tmp_path):
+    """Through a real logger and writer process: the writer reads the JSON bodies and answers again (a run
+    of calls together where their shapes agree), and each call's logged tensors are exactly the ones the
+    server read and answered."""
     import json
+    import time
+    from types import SimpleNamespace
 
     from serving import json_codec
+    from serving.request_log import RequestLogger
 
-    raw = json.dumps(body).encode()
-    inputs, fmt = json_codec.predict_inputs(json_codec.parse_body(raw), signature_infos(REST_INPUTS))
-    rows = len(inputs["ids"])
-    outputs = {"scores": np.array([[0.1, np.float32(1) / 3]] * rows, dtype=np.float32),
-               "labels": np.array([[b"yes", b"no"]] * rows, dtype=object),
-               "label_bytes": np.array([b"\x00\xff"] * rows, dtype=object),
-               "count": np.arange(rows, dtype=np.int32)}
-    answer = json_codec.dumps(json_codec.predict_response(outputs, fmt))
-    dtypes = tuple(tuple(sorted((name, dtype.as_datatype_enum) for name, dtype in tensors.items()))
-                   for tensors in (REST_INPUTS, REST_OUTPUTS))
-    entry = logged(("rest_predict", ("m", 7, "", 0.5, "/unused", *dtypes), raw, answer, 1_700_000_000.9))
-    request, response = entry.predict_log.request, entry.predict_log.response
-    assert (request.model_spec.name, request.model_spec.version.value, request.model_spec.signature_name) == \
-        ("m", 7, "")
-    assert response.model_spec.signature_name == "serving_default"
-    for name, value in inputs.items():
-        assert tf.as_dtype(request.inputs[name].dtype) == REST_INPUTS[name]
-        np.testing.assert_array_equal(tf.make_ndarray(request.inputs[name]), value, err_msg=name)
-    for name, value in outputs.items():
-        assert tf.as_dtype(response.outputs[name].dtype) == REST_OUTPUTS[name]
-        np.testing.assert_array_equal(tf.make_ndarray(response.outputs[name]), value, err_msg=name)
-    metadata = entry.log_metadata
-    assert (metadata.model_spec.name, metadata.model_spec.signature_name) == ("m", "serving_default")
-    assert (metadata.sampling_config.sampling_rate, metadata.timestamp_secs) == (0.5, 1_700_000_000)
-    assert list(metadata.saved_model_tags) == ["serve"]
+    signature = signature_def(REST_INPUTS, REST_OUTPUTS)
+    logger = RequestLogger({"m": RequestLogging(1.0, str(tmp_path / "requests"))}.get)
+    servable = SimpleNamespace(name="m", version=7, signature_def={"": signature}.__getitem__)
+    began, calls = time.time(), []
+    for body in bodies:
+        raw = json.dumps(body).encode()
+        inputs, fmt = json_codec.predict_inputs(json_codec.parse_body(raw), signature.inputs)
+        rows = len(inputs["ids"])
+        outputs = {"scores": np.array([[0.1, np.float32(1) / 3]] * rows, dtype=np.float32) * rows,
+                   "labels": np.array([[b"yes", b"no"]] * rows, dtype=object),
+                   "label_bytes": np.array([b"\x00\xff"] * rows, dtype=object),
+                   "count": np.arange(rows, dtype=np.int32)}
+        logger.rest_predict(servable, "", raw, json_codec.dumps(json_codec.predict_response(outputs, fmt)))
+        calls.append((inputs, outputs))
+    logger.close()
+    entries = read_log(tmp_path)
+    assert len(entries) == len(calls) and logger.dropped == 0
+    for entry, (inputs, outputs) in zip(entries, calls):
+        request, response = entry.predict_log.request, entry.predict_log.response
+        assert (request.model_spec.name, request.model_spec.version.value, request.model_spec.signature_name) == \
+            ("m", 7, "")
+        assert response.model_spec.signature_name == "serving_default"
+        for name, value in inputs.items():
+            assert tf.as_dtype(request.inputs[name].dtype) == REST_INPUTS[name]
+            np.testing.assert_array_equal(tf.make_ndarray(request.inputs[name]), value, err_msg=name)
+        for name, value in outputs.items():
+            assert tf.as_dtype(response.outputs[name].dtype) == REST_OUTPUTS[name]
+            np.testing.assert_array_equal(tf.make_ndarray(response.outputs[name]), value, err_msg=name)
+        metadata = entry.log_metadata
+        assert (metadata.model_spec.name, metadata.model_spec.signature_name) == ("m", "serving_default")
+        assert (metadata.sampling_config.sampling_rate, list(metadata.saved_model_tags)) == (1.0, ["serve"])
+        assert int(began) <= metadata.timestamp_secs <= time.time()
 
 
 def test_grpc_calls_are_logged_as_sent_with_the_version_that_answered():
@@ -255,8 +281,8 @@ def test_grpc_calls_are_logged_as_sent_with_the_version_that_answered():
     response.outputs["y"].CopyFrom(tf.make_tensor_proto([[3.0], [-4.0]], dtype=tf.float32))
     response.model_spec.name, response.model_spec.signature_name = "m", "serving_default"
     response.model_spec.version.value = 4
-    entry = logged(("grpc_predict", ("m", 4, "", 1.0, "/unused"), request.SerializeToString(),
-                    response.SerializeToString(), 5.0))
+    entry = logged("grpc_predict", ("m", 4, "", 1.0, "/unused"), request.SerializeToString(),
+                   response.SerializeToString(), 5.0)
     spec = entry.predict_log.request.model_spec
     assert (spec.name, spec.WhichOneof("version_choice"), spec.version.value) == ("m", "version", 4)
     assert entry.predict_log.request.inputs == request.inputs
@@ -265,13 +291,15 @@ def test_grpc_calls_are_logged_as_sent_with_the_version_that_answered():
 
 
 def test_rest_classify_and_regress_calls_decode_with_tf_serving_protos():
+    import pickle
+
     example = tf.train.Example()
     example.features.feature["x"].float_list.value.append(2.5)
     meta = ("e", 3, "classification", 1.0, "/unused")
-    classify = logged(("rest_classify", meta, [example.SerializeToString()] * 2,
-                       [[("yes", 0.75), ("no", 0.25)], [("", 0.0)]], 10.0))
-    regress = logged(("rest_regress", meta[:2] + ("regression",) + meta[3:], [example.SerializeToString()], [0.5],
-                      11.0))
+    classify = logged("rest_classify", meta, pickle.dumps(([example.SerializeToString()] * 2,
+                                                           [[("yes", 0.75), ("no", 0.25)], [("", 0.0)]])), b"", 10.0)
+    regress = logged("rest_regress", meta[:2] + ("regression",) + meta[3:],
+                     pickle.dumps(([example.SerializeToString()], [0.5])), b"", 11.0)
     assert classify.classify_log.request.input.example_list.examples[1] == example
     classes = [[(c.label, c.score) for c in result.classes]
                for result in classify.classify_log.response.result.classifications]
