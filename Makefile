@@ -29,7 +29,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 is required (TFX 1.15.1); set PYTHON310=/path/to/python3.10"; exit 1; }
 	@test -x $(PY) || { echo "Creating $(VENV) with $(PYTHON310)"; $(PYTHON310) -m venv $(VENV); }
 	@test -x $(UV) || $(PY) -m pip install --quiet "uv==$(UV_VERSION)"
-	$(UV) pip sync --quiet --python $(PY) requirements.lock
+	$(UV) pip sync --quiet --compile-bytecode --python $(PY) requirements.lock
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	@touch $(STAMP)
 
