@@ -202,11 +202,6 @@ def signature_def(inputs: dict, outputs: dict):
     return signature
 
 
-def read_log(folder: Path) -> list[prediction_log_pb2.PredictionLog]:
-    return [prediction_log_pb2.PredictionLog.FromString(data) for path in sorted(folder.glob("requests.*.tfrecord"))
-            for data in tf.data.TFRecordDataset(str(path)).as_numpy_iterator()]
-
-
 REST_INPUTS = {"image": tf.float32, "ids": tf.int64, "text": tf.string, "flags": tf.bool}
 REST_OUTPUTS = {"scores": tf.float32, "labels": tf.string, "label_bytes": tf.string, "count": tf.int32}
 
@@ -250,7 +245,7 @@ def test_rest_predicts_are_logged_as_the_tensors_the_server_read_and_answered(bo
         logger.rest_predict(servable, "", raw, json_codec.dumps(json_codec.predict_response(outputs, fmt)))
         calls.append((inputs, outputs))
     logger.close()
-    entries = read_log(tmp_path)
+    entries = read_records(tmp_path)
     assert len(entries) == len(calls) and logger.dropped == 0
     for entry, (inputs, outputs) in zip(entries, calls):
         request, response = entry.predict_log.request, entry.predict_log.response
