@@ -1,4 +1,4 @@
-"""Shared fixtures: the churn spec and a small real sample of its CSV."""
+"""Shared fixtures (the churn spec and a small real sample of its CSV) and the order tests run in."""
 from __future__ import annotations
 
 import pathlib
@@ -7,6 +7,27 @@ import pytest
 
 from specs.dataset import PROJECT_ROOT, DatasetSpec, load_spec
 from tests.support import write_sample
+
+# `make test` runs two pytest-xdist workers (`--dist loadgroup --no-loadscope-reorder`). Each module
+# stays on one worker (its module fixtures run whole pipelines once), and workers take modules in
+# this order, longest first, so that both finish at about the same time. Modules not named here
+# follow in file order. Tests of SPREAD modules share no fixture and are handed out one by one.
+LONGEST_FIRST = (
+    "test_churn_pipeline", "test_images_pipeline", "test_report", "test_backbones", "test_estimator_modes",
+    "test_console_browser", "test_compare", "test_tuning", "test_spans", "test_monitor_e2e", "test_caching",
+    "test_train_cluster", "test_tf_serving_compat", "test_images", "test_request_log",
+)
+SPREAD = ("test_bad_csv",)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    module = lambda item: pathlib.Path(item.nodeid.split("::")[0]).stem  # noqa: E731
+    items.sort(key=lambda item: rank.get(module(item), len(rank)))  # stable: modules stay whole and in order
+    for item in items:
+        if module(item) not in SPREAD:
+            item.add_marker(pytest.mark.xdist_group(module(item)))
 
 
 @pytest.fixture(scope="session")

@@ -68,6 +68,19 @@ def build(spec, transform_output, builder: str, **extra) -> tf.keras.Model:
     return builders.build_model(spec, transform_output, hparams)
 
 
+@pytest.fixture(scope="module")
+def built(spec, transform_output):
+    """Each backbone built once with the defaults (building NASNet or DenseNet takes tens of seconds here);
+    the tests below read these models and never change them."""
+    models: dict[str, tf.keras.Model] = {}
+
+    def get(builder: str) -> tf.keras.Model:
+        if builder not in models:
+            models[builder] = build(spec, transform_output, builder)
+        return models[builder]
+    return get
+
+
 def preprocessing_of(model: tf.keras.Model) -> tf.keras.Model:
     return tf.keras.Model(model.inputs, model.get_layer("preprocess_input").output)
 
@@ -82,8 +95,8 @@ def test_every_keras_applications_backbone_is_registered():
 
 
 @pytest.mark.parametrize("builder", sorted(OWN_PREPROCESSING))
-def test_model_input_preprocessing_is_the_backbones_own_preprocess_input(spec, transform_output, builder):
-    model = build(spec, transform_output, builder)
+def test_model_input_preprocessing_is_the_backbones_own_preprocess_input(built, builder):
+    model = built(builder)
     image = pixels(11)
     # What the served graph and the Trainer's input pipeline feed the model: the decode function on PNG bytes.
     decoded = images.decode_features({"image": tf.constant([[png(image)]])}, "image",
@@ -95,14 +108,14 @@ def test_model_input_preprocessing_is_the_backbones_own_preprocess_input(spec, t
 
 @pytest.mark.parametrize("builder", sorted(OWN_PREPROCESSING))
 def test_served_graph_preprocesses_png_bytes_with_the_backbones_own_preprocess_input(
-        spec, transform_output, builder, tmp_path):
+        spec, transform_output, built, builder, tmp_path):
     """Every backbone, through an exported served graph: the built model cut after its preprocess_input layer.
 
     The export is the trainer's own (`export_keras_model`: Transform layer, PNG decode, the model); the cut model's
     output is the preprocessed image, which the binary head passes through flattened as `probability`. Exporting
     the whole network costs minutes per backbone here (NASNet the most); the full served model is checked below.
     """
-    model = build(spec, transform_output, builder)
+    model = built(builder)
     cut = tf.keras.Model(model.inputs, model.get_layer("preprocess_input").output, name=model.name)
     assert [layer.name for layer in cut.layers] == ["image", "preprocess_input"]
     signatures.export_keras_model(cut, spec, transform_output, str(tmp_path / "served"))
@@ -119,8 +132,8 @@ def test_served_graph_preprocesses_png_bytes_with_the_backbones_own_preprocess_i
 # affordable on a 2-core machine (a NASNet export takes minutes).
 @pytest.mark.parametrize("builder", ["vgg16", "efficientnet_b0"])
 def test_served_model_preprocesses_png_bytes_with_the_backbones_own_preprocess_input(
-        spec, transform_output, builder, tmp_path):
-    model = build(spec, transform_output, builder)
+        spec, transform_output, built, builder, tmp_path):
+    model = built(builder)
     image = pixels(12)
     signatures.export_keras_model(model, spec, transform_output, str(tmp_path / "served"))
     reloaded = tf.keras.models.load_model(str(tmp_path / "served"))
@@ -134,11 +147,11 @@ def test_served_model_preprocesses_png_bytes_with_the_backbones_own_preprocess_i
                                rtol=1e-4, atol=1e-5)
 
 
-def test_unit_scale_reproduces_the_lectures_x_over_255_on_purpose(spec, transform_output):
+def test_unit_scale_reproduces_the_lectures_x_over_255_on_purpose(spec, transform_output, built):
     image = pixels(5)[np.newaxis].astype(np.float32)
     lecture = preprocessing_of(build(spec, transform_output, "vgg16", preprocessing="unit_scale"))(image).numpy()
     np.testing.assert_allclose(lecture, image / 255.0, rtol=1e-6)
-    own = preprocessing_of(build(spec, transform_output, "vgg16"))(image).numpy()
+    own = preprocessing_of(built("vgg16"))(image).numpy()
     assert own.min() < -100  # caffe mode: ImageNet means subtracted from 0..255 pixels, far from x/255
 
 

@@ -8,12 +8,12 @@ edit and compare, per node, `node_info`, `parameters` and the executor spec from
 deployment config: a node whose part is unchanged, and whose inputs come from cached
 upstream nodes, gets the same key. A node whose upstream re-ran gets new input artifacts and
 re-runs anyway (the Evaluator after a retrain); that part is shown by the real runs at the end,
-which read each component's CACHED/COMPLETE state from ML Metadata.
+which read each component's CACHED/COMPLETE state from ML Metadata: the unchanged, epochs and
+threshold runs in tests/test_churn_pipeline.py.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 import shutil
 
@@ -28,9 +28,6 @@ from pipeline.pipeline_def import create_pipeline
 from specs import fingerprint
 from specs.dataset import PROJECT_ROOT, DatasetSpec
 from tests.support import isolated_config
-
-RELAXED = {"AUC": {"lower_bound": 0.6}}  # a 1,500-row sample and 2 epochs cannot reach the spec's 0.85
-
 
 def cache_key_parts(spec: DatasetSpec, config: PipelineConfig) -> dict[str, bytes]:
     """Per node: the IR parts TFX's cache key hashes besides the input artifacts."""
@@ -162,48 +159,3 @@ def test_resolver_gives_a_new_candidate_the_model_blessed_last():
 def test_resolver_ignores_blessings_that_did_not_bless_or_name_no_known_model():
     a, b = _model(10), _model(20)
     assert resolve([a, b], [_blessing(11, 10, blessed=False), _blessing(12, 99)], b) == ([], [])
-
-
-# Real runs on 1,500 rows: the states TFX recorded in ML Metadata.
-
-@pytest.fixture(scope="module")
-def runs(churn_spec, churn_sample, tmp_path_factory):
-    from pipeline.local_runner import run_local
-    config = isolated_config(tmp_path_factory.mktemp("caching"), input_base=str(churn_sample),
-                             thresholds=RELAXED, hparams={"epochs": 2})
-    more_epochs = dataclasses.replace(config, hparams={"epochs": 3})
-    new_threshold = dataclasses.replace(more_epochs, thresholds={"AUC": {"lower_bound": 0.55}})
-    return {name: run_local(churn_spec, run_config) for name, run_config in [
-        ("first", config), ("unchanged", config), ("epochs", more_epochs), ("threshold", new_threshold)]}
-
-
-def states(report) -> dict[str, str]:
-    return {c.component: c.state for c in report.components if c.component != "latest_blessed_model_resolver"}
-
-
-@pytest.mark.e2e
-def test_an_unchanged_rerun_executes_nothing_and_says_the_model_is_already_blessed(runs):
-    first, again = runs["first"], runs["unchanged"]
-    assert set(states(first).values()) == {"COMPLETE"} and first.blessed is True
-    assert set(states(again).values()) == {"CACHED"}, states(again)
-    assert again.evaluation_reused and again.blessed is True and again.pushed_path == first.pushed_path
-    assert "Not re-evaluated: this model is already the blessed one" in again.summary()
-    assert json.dumps(again.metrics, sort_keys=True) == json.dumps(first.metrics, sort_keys=True)  # NaN-safe
-
-
-@pytest.mark.e2e
-def test_more_epochs_retrain_on_the_cached_transform_and_compare_with_the_blessed_model(runs):
-    run = states(runs["epochs"])
-    assert run["Transform"] == "CACHED" and run["Trainer"] == "COMPLETE" and run["Evaluator"] == "COMPLETE", run
-    assert not runs["epochs"].evaluation_reused
-    # The baseline the Evaluator got is the first run's model, blessed and pushed earlier.
-    evaluator = runs["epochs"].component("Evaluator")
-    [baseline] = evaluator.inputs["baseline_model"]
-    [first_model] = runs["first"].component("Trainer").outputs["model"]
-    assert baseline.id == first_model.id
-
-
-@pytest.mark.e2e
-def test_a_new_threshold_re_evaluates_without_retraining(runs):
-    run = states(runs["threshold"])
-    assert run["Transform"] == "CACHED" and run["Trainer"] == "CACHED" and run["Evaluator"] == "COMPLETE", run

@@ -1,9 +1,21 @@
 """The churn pipeline end to end with LocalDagRunner on 1,500 real rows.
 
-One good run is shared by the tests of this module (it takes ~1 minute); the
-cache and bad-data runs reuse its ML Metadata and serving directory, so
-"nothing new is pushed" is checked against a real earlier push.
+One module fixture runs the pipeline several times in one ML Metadata store and
+serving directory, in a fixed order, and the tests read what each run did (the
+component states TFX recorded, the blessings, the pushes):
+
+1. `first`: blessed and pushed; most tests read its artefacts.
+2. `unchanged`: the same inputs again; nothing re-executes, nothing new is pushed.
+3. `gate_miss`: another training seed and an unreachable AUC bound; told which value and
+   bound it missed, against the first model as the baseline.
+4. `epochs`: one more epoch retrains on the cached Transform, against the blessed first model.
+5. `threshold`: a new threshold re-evaluates that model without retraining.
+
+The bad-CSV runs that stop before training are in tests/test_bad_csv.py; that the last
+pushed model stays after one is checked in tests/test_estimator_modes.py.
 """
+import dataclasses
+import json
 import pathlib
 from dataclasses import replace as dataclass_replace
 
@@ -13,15 +25,15 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow.core.protobuf import saved_model_pb2
 
-from components.validation_gate import DataAnomalyError
-from tests.support import isolated_config, write_sample
-from pipeline.local_runner import run_local
-from pipeline.predict import latest_version, predict, to_inputs
+from tests.support import isolated_config
+from pipeline.local_runner import RunReport, run_local
+from pipeline.predict import predict, to_inputs
 from specs.dataset import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
 CHURN_CSV = PROJECT_ROOT / "data/churn/Churn_Modelling.csv"
 RELAXED = {"AUC": {"lower_bound": 0.6}}  # a 1,500-row sample and 4 epochs cannot reach 0.85
+EPOCHS = 4
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +42,41 @@ def home(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def config(home):
-    return isolated_config(home, thresholds=RELAXED, hparams={"epochs": 4})
+def config(home, churn_sample):
+    return isolated_config(home, input_base=str(churn_sample), thresholds=RELAXED, hparams={"epochs": EPOCHS})
+
+
+@dataclasses.dataclass
+class Runs:
+    reports: dict[str, RunReport]
+    versions: dict[str, list[str]]  # the pushed version directories right after each run
+
+    def __getitem__(self, name: str) -> RunReport:
+        return self.reports[name]
 
 
 @pytest.fixture(scope="module")
-def first_run(churn_spec, churn_sample, config):
-    return run_local(churn_spec, dataclass_replace(config, input_base=str(churn_sample)))
+def runs(churn_spec, config) -> Runs:
+    more_epochs = dataclass_replace(config, hparams={"epochs": EPOCHS + 1})
+    serving = pathlib.Path(config.serving_dir_for(churn_spec))
+    result = Runs({}, {})
+    for name, run_config in [
+            ("first", config), ("unchanged", config),
+            ("gate_miss", dataclass_replace(config, seed=7, thresholds={"AUC": {"lower_bound": 0.99}})),
+            ("epochs", more_epochs),
+            ("threshold", dataclass_replace(more_epochs, thresholds={"AUC": {"lower_bound": 0.55}}))]:
+        result.reports[name] = run_local(churn_spec, run_config)
+        result.versions[name] = sorted(p.name for p in serving.iterdir() if p.name.isdigit())
+    return result
+
+
+@pytest.fixture(scope="module")
+def first_run(runs) -> RunReport:
+    return runs["first"]
+
+
+def states(report: RunReport) -> dict[str, str]:
+    return {c.component: c.state for c in report.components if c.component != "latest_blessed_model_resolver"}
 
 
 def read_split(examples_uri: str, split: str) -> list[tf.train.Example]:
@@ -97,7 +137,7 @@ def test_changing_test_rows_changes_no_weight(first_run, churn_spec, churn_sampl
     data.mkdir()
     (data / CHURN_CSV.name).write_text("\n".join([header] + kept) + "\n")
     other = run_local(churn_spec, dataclass_replace(isolated_config(home / "without_test_rows_run"),
-                                                     thresholds=RELAXED, hparams={"epochs": 4}, input_base=str(data)))
+                                                     thresholds=RELAXED, hparams={"epochs": EPOCHS}, input_base=str(data)))
     def weights(report):
         model = tf.keras.models.load_model(report.component("Trainer").outputs["model"][0].uri + "/Format-Serving")
         return model.get_weights()
@@ -161,17 +201,32 @@ def test_tf_example_and_classify_signatures_agree_with_raw_signature(first_run, 
     assert saved_model.meta_graphs[0].signature_def["classification"].method_name == "tensorflow/serving/classify"
 
 
-def test_second_run_with_unchanged_inputs_is_cached(first_run, churn_spec, churn_sample, config):
-    second = run_local(churn_spec, dataclass_replace(config, input_base=str(churn_sample)))
-    states = {c.component: c.state for c in second.components}
-    for component in ("CsvExampleGen", "StatisticsGen", "ExampleValidator", "ValidationGate", "Transform", "Trainer"):
-        assert states[component] == "CACHED", states
-    # The Evaluator re-checks the same model against itself, now the blessed baseline;
-    # the Pusher then finds it already served and publishes no copy.
-    assert second.blessed is True
-    assert second.pushed_path == first_run.pushed_path
-    assert sorted(p.name for p in pathlib.Path(first_run.pushed_path).parent.iterdir()) == \
-        [pathlib.Path(first_run.pushed_path).name]
+def test_an_unchanged_rerun_executes_nothing_and_says_the_model_is_already_blessed(runs):
+    first, again = runs["first"], runs["unchanged"]
+    assert set(states(first).values()) == {"COMPLETE"}
+    assert set(states(again).values()) == {"CACHED"}, states(again)
+    # The Evaluator's earlier result stands (this model is the blessed baseline now);
+    # the Pusher publishes no copy.
+    assert again.evaluation_reused and again.blessed is True and again.pushed_path == first.pushed_path
+    assert "Not re-evaluated: this model is already the blessed one" in again.summary()
+    assert json.dumps(again.metrics, sort_keys=True) == json.dumps(first.metrics, sort_keys=True)  # NaN-safe
+    assert runs.versions["unchanged"] == runs.versions["first"] == [pathlib.Path(first.pushed_path).name]
+
+
+def test_more_epochs_retrain_on_the_cached_transform_and_compare_with_the_blessed_model(runs):
+    run = states(runs["epochs"])
+    assert run["Transform"] == "CACHED" and run["Trainer"] == "COMPLETE" and run["Evaluator"] == "COMPLETE", run
+    assert not runs["epochs"].evaluation_reused
+    # The baseline the Evaluator got is the first run's model, blessed and pushed earlier (the
+    # gate_miss run in between blessed nothing).
+    [baseline] = runs["epochs"].component("Evaluator").inputs["baseline_model"]
+    [first_model] = runs["first"].component("Trainer").outputs["model"]
+    assert baseline.id == first_model.id
+
+
+def test_a_new_threshold_re_evaluates_without_retraining(runs):
+    run = states(runs["threshold"])
+    assert run["Transform"] == "CACHED" and run["Trainer"] == "CACHED" and run["Evaluator"] == "COMPLETE", run
 
 
 def test_slices_are_reported_per_geography_and_gender(first_run):
@@ -181,11 +236,11 @@ def test_slices_are_reported_per_geography_and_gender(first_run):
     assert sum(counts) == first_run.metrics["example_count"]
 
 
-def test_a_model_that_misses_a_gate_is_told_which_value_and_bound(first_run, churn_spec, churn_sample, config):
+def test_a_model_that_misses_a_gate_is_told_which_value_and_bound(runs, first_run):
     """Another seed trains another model; the first run's model is its baseline."""
-    report = run_local(churn_spec, dataclass_replace(config, input_base=str(churn_sample), seed=7,
-                                                     thresholds={"AUC": {"lower_bound": 0.99}}))
+    report = runs["gate_miss"]
     assert report.blessed is False and report.pushed_path is None
+    assert runs.versions["gate_miss"] == runs.versions["first"]
     expected = (f"auc on the test split (overall) is {report.metrics['auc']:.4f}, needs >= 0.99; "
                 f"last blessed model: {first_run.metrics['auc']:.4f}")
     assert expected in report.failures
@@ -195,51 +250,21 @@ def test_a_model_that_misses_a_gate_is_told_which_value_and_bound(first_run, chu
     assert f"failed: {expected}" in report.summary()
 
 
-def _drifted(home: pathlib.Path, name: str, edit) -> pathlib.Path:
-    directory = home / name
-    path = write_sample(CHURN_CSV, directory, 600)
-    lines = path.read_text().splitlines()
-    path.write_text("\n".join(edit(lines)) + "\n")
-    return directory
-
-
-def _drop_geography(lines):
-    header = lines[0].split(",")
-    col = header.index("Geography")
-    return [",".join(cells[:col] + cells[col + 1:]) for cells in (line.split(",") for line in lines)]
-
-
-def _text_in_credit_score(lines):
-    cells = lines[5].split(",")
-    cells[3] = "n/a"
-    return lines[:5] + [",".join(cells)] + lines[6:]
-
-
-def _unseen_country(lines):
-    return [lines[0]] + [line.replace(",Spain,", ",Italy,") for line in lines[1:]]
-
-
-@pytest.mark.parametrize("name, edit, feature, problem", [
-    ("missing_column", _drop_geography, "Geography", "Column dropped"),
-    ("wrong_type", _text_in_credit_score, "CreditScore", "Unexpected data type"),
-    ("unseen_category", _unseen_country, "Geography", "Unexpected string values"),
-])
-def test_drifted_csv_is_blocked_before_training(first_run, churn_spec, config, home, name, edit, feature, problem):
-    versions_before = sorted(pathlib.Path(config.serving_dir_for(churn_spec)).iterdir())
-    data_dir = _drifted(home, name, edit)
-    with pytest.raises(DataAnomalyError) as error:
-        run_local(churn_spec, dataclass_replace(config, input_base=str(data_dir)))
-    message = str(error.value)
-    assert str(data_dir) in message and repr(feature) in message and problem in message
-    assert sorted(pathlib.Path(config.serving_dir_for(churn_spec)).iterdir()) == versions_before
+@pytest.fixture(scope="module")
+def estimator_mode_runs(churn_spec, churn_sample, home) -> dict[str, RunReport]:
+    """Both Estimator modes in one store (the second reuses the cached Transform). Without the
+    no-regression gate: each mode must be blessed on its own merits, not against the other."""
+    spec = dataclass_replace(churn_spec, evaluation={k: v for k, v in churn_spec.evaluation.items()
+                                                     if k != "no_regression_metric"})
+    config = isolated_config(home / "estimator_modes", input_base=str(churn_sample), thresholds=RELAXED,
+                             hparams={"epochs": 2})
+    return {trainer: run_local(spec, dataclass_replace(config, trainer=trainer)) for trainer in ("estimator", "premade")}
 
 
 @pytest.mark.parametrize("trainer", ["estimator", "premade"])
-def test_every_trainer_mode_serves_the_same_classification_outputs(first_run, churn_spec, churn_sample, home, trainer):
+def test_every_trainer_mode_serves_the_same_classification_outputs(first_run, estimator_mode_runs, churn_spec, trainer):
     """The Keras run above, then each Estimator mode on the same data: same keys, same class names."""
-    config = isolated_config(home / trainer, input_base=str(churn_sample), thresholds=RELAXED,
-                             trainer=trainer, hparams={"epochs": 2})
-    report = run_local(churn_spec, config)
+    report = estimator_mode_runs[trainer]
     assert report.blessed is True and report.pushed_path
     instance = dict(churn_spec.example_instance)
     [keras_answer] = predict(pathlib.Path(first_run.pushed_path), [instance])
