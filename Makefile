@@ -41,7 +41,7 @@ demo: setup  ## Run the churn pipeline end to end, serve the pushed model and qu
 
 TEST_WORKERS ?= 2
 test: setup  ## Run the whole test suite (unit + end-to-end pipelines) on TEST_WORKERS processes (default 2).
-	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=30
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30
 
 test-fast: setup  ## Unit tests only (skips the end-to-end pipeline runs).
 	$(PY) -m pytest tests -m "not e2e"

@@ -17,7 +17,7 @@ import shutil
 import sys
 import time
 
-from pipeline.config import DEFAULT_BEAM_ARGS, PipelineConfig
+from pipeline.config import DEFAULT_BEAM_ARGS, DEFAULT_BEAM_DESCRIPTION, PipelineConfig
 from pipeline.progress import configure_logging
 from specs.dataset import load_spec
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.pipelines", description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", action="append", required=True, help="data set name (repeatable)")
     parser.add_argument("--beam-arg", action="append", help="Beam arg (repeatable); default: "
-                                                            + " ".join(DEFAULT_BEAM_ARGS))
+                                                            + DEFAULT_BEAM_DESCRIPTION)
     args = parser.parse_args(argv)
     configure_logging(verbose=False)
     for name in args.dataset:

@@ -7,11 +7,16 @@ from typing import Any, Mapping
 
 from specs.dataset import PROJECT_ROOT, DatasetSpec
 
-# On one 2-core machine, DirectRunner's in_memory mode runs each Beam component
-# in the calling process; multi_processing starts worker processes that each
-# import TF again (~25 s apiece), 2.5x slower end to end for data of this size.
+# No Beam args: Beam's DirectRunner then runs each Beam component in the calling
+# process (direct_running_mode in_memory, one worker: Beam's own defaults). On one
+# 2-core machine, multi_processing starts worker processes that each import TF again
+# (~25 s apiece), 2.5x slower end to end for data of this size. Empty on purpose:
+# given any Beam arg, TFX copies its whole installation into an sdist for remote
+# workers before every Beam component (tfx.utils.dependency_utils: ~3 s and 23 MB
+# left in the temp dir each time), which an in-process run never reads.
 # For a cluster, pass e.g. --runner=DataflowRunner/FlinkRunner/SparkRunner args.
-DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+DEFAULT_BEAM_ARGS: tuple[str, ...] = ()
+DEFAULT_BEAM_DESCRIPTION = "none: Beam's DirectRunner in this process (in_memory, one worker)"
 DEFAULT_SEED = 42
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 
-from pipeline.config import DEFAULT_BEAM_ARGS, DEFAULT_SEED, PipelineConfig
+from pipeline.config import DEFAULT_BEAM_ARGS, DEFAULT_BEAM_DESCRIPTION, DEFAULT_SEED, PipelineConfig
 from specs.dataset import STRATEGIES, TRAINERS, available_datasets
 
 
@@ -67,7 +67,7 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default: %(default)s)")
     parser.add_argument("--no-cache", action="store_true", help="re-run every component even if inputs are unchanged")
     parser.add_argument("--beam-arg", action="append", default=None, metavar="ARG",
-                        help=f"Beam pipeline arg, repeatable; replaces the default {' '.join(DEFAULT_BEAM_ARGS)}")
+                        help=f"Beam pipeline arg, repeatable (default: {DEFAULT_BEAM_DESCRIPTION})")
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:

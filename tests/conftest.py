@@ -8,26 +8,21 @@ import pytest
 from specs.dataset import PROJECT_ROOT, DatasetSpec, load_spec
 from tests.support import write_sample
 
-# `make test` runs two pytest-xdist workers (`--dist loadgroup --no-loadscope-reorder`). Each module
-# stays on one worker (its module fixtures run whole pipelines once), and workers take modules in
-# this order, longest first, so that both finish at about the same time. Modules not named here
-# follow in file order. Tests of SPREAD modules share no fixture and are handed out one by one.
+# `make test` runs two pytest-xdist workers (`--dist loadfile --no-loadscope-reorder`). Each module
+# stays on one worker (its module fixtures run whole pipelines that its tests share), and workers take
+# modules in this order, longest first, so that both finish at about the same time. Modules not named
+# here follow in file order.
 LONGEST_FIRST = (
-    "test_churn_pipeline", "test_images_pipeline", "test_report", "test_backbones", "test_estimator_modes",
-    "test_console_browser", "test_compare", "test_tuning", "test_spans", "test_monitor_e2e", "test_caching",
-    "test_train_cluster", "test_tf_serving_compat", "test_images", "test_request_log",
+    "test_churn_pipeline", "test_report", "test_backbones", "test_estimator_modes", "test_images_pipeline",
+    "test_console_browser", "test_spans", "test_bad_csv", "test_tuning", "test_compare", "test_train_cluster",
+    "test_monitor_e2e", "test_tf_serving_compat", "test_preprocessing_and_model", "test_images", "test_request_log",
 )
-SPREAD = ("test_bad_csv",)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
-    module = lambda item: pathlib.Path(item.nodeid.split("::")[0]).stem  # noqa: E731
-    items.sort(key=lambda item: rank.get(module(item), len(rank)))  # stable: modules stay whole and in order
-    for item in items:
-        if module(item) not in SPREAD:
-            item.add_marker(pytest.mark.xdist_group(module(item)))
+    # Stable: each module's tests stay together and in their own order.
+    items.sort(key=lambda item: rank.get(pathlib.Path(item.nodeid.split("::")[0]).stem, len(rank)))
 
 
 @pytest.fixture(scope="session")
