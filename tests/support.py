@@ -6,6 +6,7 @@ import pathlib
 from typing import Any
 
 from pipeline.config import PipelineConfig
+from specs.dataset import DatasetSpec
 
 
 def write_sample(source: pathlib.Path, target_dir: pathlib.Path, rows: int, name: str | None = None) -> pathlib.Path:
@@ -20,3 +21,10 @@ def write_sample(source: pathlib.Path, target_dir: pathlib.Path, rows: int, name
 def isolated_config(home: pathlib.Path, **overrides: Any) -> PipelineConfig:
     """An isolated run: its own pipeline root, ML Metadata and serving dir under `home`."""
     return dataclasses.replace(PipelineConfig(home=home / "runs", serving_dir=home / "serving"), **overrides)
+
+
+def without_no_regression_gate(spec: DatasetSpec) -> DatasetSpec:
+    """The spec without its no-regression gate: for runs that share one store but must each be
+    blessed on their own merits, not against the model blessed before them."""
+    return dataclasses.replace(spec, evaluation={k: v for k, v in spec.evaluation.items()
+                                                 if k != "no_regression_metric"})

@@ -25,7 +25,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow.core.protobuf import saved_model_pb2
 
-from tests.support import isolated_config
+from tests.support import isolated_config, without_no_regression_gate
 from pipeline.local_runner import RunReport, run_local
 from pipeline.predict import predict, to_inputs
 from specs.dataset import PROJECT_ROOT
@@ -254,8 +254,7 @@ def test_a_model_that_misses_a_gate_is_told_which_value_and_bound(runs, first_ru
 def estimator_mode_runs(churn_spec, churn_sample, home) -> dict[str, RunReport]:
     """Both Estimator modes in one store (the second reuses the cached Transform). Without the
     no-regression gate: each mode must be blessed on its own merits, not against the other."""
-    spec = dataclass_replace(churn_spec, evaluation={k: v for k, v in churn_spec.evaluation.items()
-                                                     if k != "no_regression_metric"})
+    spec = without_no_regression_gate(churn_spec)
     config = isolated_config(home / "estimator_modes", input_base=str(churn_sample), thresholds=RELAXED,
                              hparams={"epochs": 2})
     return {trainer: run_local(spec, dataclass_replace(config, trainer=trainer)) for trainer in ("estimator", "premade")}

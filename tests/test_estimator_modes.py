@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from components.validation_gate import DataAnomalyError
-from tests.support import isolated_config, write_sample
+from tests.support import isolated_config, without_no_regression_gate, write_sample
 from pipeline.local_runner import run_local
 from pipeline.predict import latest_version, predict, to_inputs
 from specs.dataset import PROJECT_ROOT, TRAINERS, load_spec
@@ -30,9 +30,7 @@ HPARAMS = {"epochs": 6, "learning_rate": 0.01, "early_stopping_patience": 3}
 def spec():
     """The wine spec (both files, a `type` feature from the file name) without the no-regression gate:
     here three modes share one store, and each must be blessed on its own merits."""
-    wine = load_spec("wine")
-    evaluation = {k: v for k, v in wine.evaluation.items() if k != "no_regression_metric"}
-    return dataclasses.replace(wine, evaluation=evaluation)
+    return without_no_regression_gate(load_spec("wine"))
 
 
 @pytest.fixture(scope="module")
