@@ -69,13 +69,12 @@ def selection_metric(spec: DatasetSpec, override: str | None = None) -> str:
 
 def model_stage(spec: DatasetSpec, config, candidates: list[Candidate], metric: str):
     """The pipeline_def.ModelStage of a comparison: candidate Trainers, selector, Evaluator, Pusher, table."""
-    from tfx.components import Evaluator, Pusher, Trainer
-    from tfx.dsl.components.base import executor_spec
+    from tfx.components import Evaluator, Trainer
     from tfx.proto import pusher_pb2
     from tfx.types.channel_utils import union
 
     from components.candidates import TRAINER_PREFIX, CandidateComparison, CandidateSelector
-    from components.pusher import Executor as SkipDuplicatePushExecutor
+    from components.pusher import Pusher
     from pipeline import evaluation
     from pipeline.pipeline_def import (REPORTED_SPLIT, TRAIN_ARGS, TRAINER_READS, VALIDATION_ARGS,
                                        baseline_model_resolver, user_code_config)
@@ -102,8 +101,7 @@ def model_stage(spec: DatasetSpec, config, candidates: list[Candidate], metric: 
         pusher = Pusher(
             model=selector.outputs["model"], model_blessing=evaluator.outputs["blessing"],
             push_destination=pusher_pb2.PushDestination(
-                filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=config.serving_dir_for(spec))),
-            custom_executor_spec=executor_spec.ExecutorClassSpec(SkipDuplicatePushExecutor))
+                filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=config.serving_dir_for(spec))))
         comparison = CandidateComparison(
             examples=examples, models=models, model_runs=union([t.outputs["model_run"] for t in trainers]),
             selection=selector.outputs["selection"], metric=metric, eval_config=eval_config, candidates=options,

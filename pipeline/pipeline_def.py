@@ -10,9 +10,8 @@ from typing import Any, Callable
 
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
-from tfx.components import Evaluator, ExampleValidator, Pusher, StatisticsGen, Trainer, Transform
+from tfx.components import Evaluator, ExampleValidator, StatisticsGen, Trainer
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
-from tfx.dsl.components.base import executor_spec
 from tfx.dsl.components.base.base_node import BaseNode
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
@@ -22,9 +21,10 @@ from tfx.proto import example_gen_pb2, pusher_pb2, trainer_pb2, transform_pb2
 from tfx.types import BaseChannel, Channel, standard_artifacts
 
 from components import baseline_resolver
-from components.pusher import Executor as SkipDuplicatePushExecutor
+from components.pusher import Pusher
 from components.csv_example_gen import CsvExampleGen
 from components.tfds_example_gen import TfdsExampleGen
+from components.transform import Transform
 from components.validation_gate import ValidationGate
 from models.trainer import check_mode_options
 from pipeline import evaluation, spans, tuning
@@ -127,6 +127,18 @@ def baseline_model_resolver(trainer: Trainer, config: PipelineConfig) -> Resolve
                     ).with_id("latest_blessed_model_resolver")
 
 
+def make_transform(spec: DatasetSpec, examples: BaseChannel, schema: BaseChannel) -> Transform:
+    """Transform (components/transform.py: the same analyser results on every run) of `examples`."""
+    return Transform(
+        examples=examples, schema=schema,
+        preprocessing_fn="models.preprocessing.preprocessing_fn", splits_config=TRANSFORM_SPLITS,
+        # Pre/post-transform statistics and anomalies would be most of Transform's Beam work on small data
+        # (about half of its time on 1,500 churn rows here); nothing reads them: StatisticsGen's statistics
+        # feed validation, monitoring and the report.
+        disable_statistics=True,
+        custom_config=user_code_config(spec, "models.preprocessing", TRANSFORM_READS))
+
+
 # `pipeline compare` (pipeline/compare.py): (transform, schema, examples) -> the nodes that replace
 # the one Trainer, its Evaluator and Pusher.
 ModelStage = Callable[[Transform, BaseChannel, BaseChannel], list[BaseNode]]
@@ -144,14 +156,7 @@ def create_pipeline(spec: DatasetSpec, config: PipelineConfig, model_stage: Mode
     window_examples, window_nodes = spans.training_window(spec, example_gen)
     drift_nodes = spans.drift_check(spec, statistics_gen, schema_importer.outputs["schema"])
 
-    transform = Transform(
-        examples=window_examples, schema=schema_importer.outputs["schema"],
-        preprocessing_fn="models.preprocessing.preprocessing_fn", splits_config=TRANSFORM_SPLITS,
-        # Pre/post-transform statistics and anomalies would be most of Transform's Beam work on small data
-        # (about half of its time on 1,500 churn rows here); nothing reads them: StatisticsGen's statistics
-        # feed validation, monitoring and the report.
-        disable_statistics=True,
-        custom_config=user_code_config(spec, "models.preprocessing", TRANSFORM_READS))
+    transform = make_transform(spec, window_examples, schema_importer.outputs["schema"])
     for gate in [validation_gate, *drift_nodes[-1:]]:
         transform.add_upstream_node(gate)
     data_nodes = [example_gen, *drift_nodes[:1], statistics_gen, schema_importer, example_validator,
@@ -182,8 +187,7 @@ def create_pipeline(spec: DatasetSpec, config: PipelineConfig, model_stage: Mode
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(
-            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=config.serving_dir_for(spec))),
-        custom_executor_spec=executor_spec.ExecutorClassSpec(SkipDuplicatePushExecutor))
+            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=config.serving_dir_for(spec))))
 
     return assemble(spec, config, [*data_nodes, *tuner_nodes, trainer, latest_blessed_model, evaluator, pusher])
 
