@@ -235,9 +235,10 @@ def test_compiled_pipeline_runs_the_trainer_as_a_three_worker_tfjob(compiled_clu
     executors = trainer_ir["deploymentConfig"]["executorSpecs"]
     assert executors["Trainer"]["classPath"] == "components.multi_worker_trainer.Executor"
     assert steps["trainer"]["container"]["image"] == IMAGE
-    # Only the Trainer changes: Transform keeps TFX's own executor.
+    # Only the Trainer changes: Transform keeps the executor every pipeline gives it (components/transform.py).
+    from components.transform import Executor as TransformExecutor
     transform = ir("transform")["deploymentConfig"]["executorSpecs"]["Transform"]
-    assert transform["pythonExecutorSpec"]["classPath"] == "tfx.components.transform.executor.Executor"
+    assert transform["pythonExecutorSpec"]["classPath"] == f"{TransformExecutor.__module__}.{TransformExecutor.__name__}"
 
 
 def test_compile_cluster_refuses_kfp_v2_and_names_the_vertex_trainer(tmp_path):
