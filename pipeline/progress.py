@@ -19,7 +19,11 @@ _HARMLESS = ("ArtifactQuery.property_predicate is not supported", "Couldn't find
              # The first run of a data set in spans has no earlier statistics to compare with.
              "[previous_span_statistics] Input resolution error",
              # TFMA imports TF-DF when installed; 1.8.1 is the release built for TF 2.15 (tests pass).
-             "TensorFlow Decision Forests 1.8.1 is compatible with the following TensorFlow Versions")
+             "TensorFlow Decision Forests 1.8.1 is compatible with the following TensorFlow Versions",
+             # tf.Transform tracing compute_and_apply_vocabulary; the exported graph tracks its tables as resources.
+             "Tables initialized inside a tf.function",
+             # TFX's Transform leaves the format off its output; the fallback is the format it wrote.
+             "Examples artifact does not have payload_format custom property. Falling back to FORMAT_TF_EXAMPLE")
 
 
 class _ComponentProgress(logging.Filter):
@@ -59,6 +63,9 @@ def quiet_native_logs(verbose: bool) -> None:
     if not verbose:
         warnings.filterwarnings("ignore", message="You are using a non-supported Python version",
                                 category=FutureWarning)
+        # TFMA's confusion-matrix plot: F1 is 0/0 at the thresholds where nothing is predicted positive.
+        warnings.filterwarnings("ignore", message="invalid value encountered in divide", category=RuntimeWarning,
+                                module=r"tensorflow_model_analysis\.metrics\.binary_confusion_matrices")
 
 
 def configure_logging(verbose: bool) -> None:

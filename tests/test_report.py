@@ -93,6 +93,16 @@ def test_progress_lines_pass_the_quiet_console_filter():
     assert not quiet.filter(record("tensorflow", "Saving checkpoints for 3"))
 
 
+@pytest.mark.parametrize("message, shown", [
+    ("Examples artifact does not have payload_format custom property. Falling back to FORMAT_TF_EXAMPLE", False),
+    ("Tables initialized inside a tf.function  will be re-initialized on every invocation of the function.", False),
+    ("Examples artifact has payload_format FORMAT_PARQUET, which this reader cannot read", True),
+])
+def test_warnings_every_run_prints_are_dropped_and_others_shown(message, shown):
+    warning = logging.LogRecord("absl", logging.WARNING, __file__, 1, message, (), None)
+    assert _ComponentProgress().filter(warning) is shown
+
+
 # ---- e2e: real runs and their reports in a real browser ----
 
 @pytest.fixture(scope="module")
