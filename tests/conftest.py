@@ -13,9 +13,10 @@ from tests.support import write_sample
 # modules in this order, longest first, so that both finish at about the same time. Modules not named
 # here follow in file order.
 LONGEST_FIRST = (
-    "test_churn_pipeline", "test_report", "test_backbones", "test_estimator_modes", "test_images_pipeline",
-    "test_console_browser", "test_spans", "test_bad_csv", "test_tuning", "test_compare", "test_train_cluster",
-    "test_monitor_e2e", "test_tf_serving_compat", "test_preprocessing_and_model", "test_images", "test_request_log",
+    "test_churn_pipeline", "test_report", "test_backbones", "test_estimator_modes", "test_reproducible_runs",
+    "test_images_pipeline", "test_console_browser", "test_spans", "test_bad_csv", "test_tuning", "test_compare",
+    "test_train_cluster", "test_monitor_e2e", "test_tf_serving_compat", "test_preprocessing_and_model", "test_images",
+    "test_request_log",
 )
 
 

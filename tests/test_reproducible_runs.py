@@ -1,11 +1,11 @@
-"""The same data gives the same Transform output, value for value, on every run.
+"""The same data and seed give the same Transform output and the same model, on every run.
 
 With Beam choosing batch sizes by the clock, the analysers' float32 sums came out in another
 order on each run: z-scores one or two ulps apart, and from them a seeded Trainer that still
 trained a different model (a lecture fault in a new form: a run nobody can repeat). Two
-uncached runs of ExampleGen -> Transform over the full churn CSV (7,000 training rows, far
-past the first adaptive batches of 1, 2, 4, ... 512 rows, which are the same on every run)
-must write identical transformed examples and an identical transform graph's outputs.
+uncached runs of the whole pipeline over the full churn CSV (7,000 training rows, far past
+the first adaptive batches of 1, 2, 4, ... 512 rows, which are the same on every run) must
+write identical transformed examples, transform graphs and trained weights.
 """
 import pathlib
 
@@ -13,38 +13,30 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
-from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.components.transform import executor as transform_executor
-from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.proto import example_gen_pb2
 
 from components.transform import FIXED_BATCH_SIZE, FixedBatchTransformProcessor
-from pipeline import metadata
-from pipeline.pipeline_def import assemble, make_example_gen, make_transform
+from pipeline.local_runner import RunReport, run_local
 from specs.dataset import PROJECT_ROOT
 from tests.support import isolated_config
 
 pytestmark = pytest.mark.e2e
 
 
-def transform_outputs(spec, config) -> dict[str, str]:
-    """Runs ExampleGen -> ImportSchemaGen -> Transform once, uncached; the Transform's output URIs."""
-    example_gen = make_example_gen(spec, config)
-    schema = ImportSchemaGen(schema_file=config.schema_for(spec))
-    transform = make_transform(spec, example_gen.outputs["examples"], schema.outputs["schema"])
-    LocalDagRunner().run(assemble(spec, config, [example_gen, schema, transform]))
-    run = {c.component: c for c in metadata.latest_run(metadata.open_store(config.metadata_for(spec)))}
-    assert run["Transform"].state == "COMPLETE"
-    return {name: artifacts[0].uri for name, artifacts in run["Transform"].outputs.items()
-            if name in ("transformed_examples", "transform_graph")}
-
-
 @pytest.fixture(scope="module")
-def two_runs(churn_spec, tmp_path_factory):
-    config = isolated_config(tmp_path_factory.mktemp("reproducible"), enable_cache=False,
+def two_runs(churn_spec, tmp_path_factory) -> list[RunReport]:
+    """Two runs, nothing cached; two epochs are enough to see whether training repeats itself."""
+    config = isolated_config(tmp_path_factory.mktemp("reproducible"), enable_cache=False, hparams={"epochs": 2},
                              input_base=str(PROJECT_ROOT / "data/churn"))
-    config.metadata_for(churn_spec).parent.mkdir(parents=True, exist_ok=True)
-    return [transform_outputs(churn_spec, config) for _ in range(2)]
+    runs = [run_local(churn_spec, config) for _ in range(2)]
+    for run in runs:
+        assert {c.component: c.state for c in run.components}["Trainer"] == "COMPLETE"
+    return runs
+
+
+def output_uri(run: RunReport, component: str, name: str) -> str:
+    return run.component(component).outputs[name][0].uri
 
 
 def read_examples(uri: str, split: str) -> list[tf.train.Example]:
@@ -54,9 +46,10 @@ def read_examples(uri: str, split: str) -> list[tf.train.Example]:
 
 @pytest.mark.parametrize("split", ["train", "validation"])
 def test_two_runs_write_the_same_transformed_examples(two_runs, split):
-    first, second = (read_examples(run["transformed_examples"], split) for run in two_runs)
+    uris = [output_uri(run, "Transform", "transformed_examples") for run in two_runs]
+    assert uris[0] != uris[1]  # two executions
+    first, second = (read_examples(uri, split) for uri in uris)
     assert len(first) == len(second) > (7000 if split == "train" else 900)
-    assert two_runs[0]["transformed_examples"] != two_runs[1]["transformed_examples"]  # two executions
     differing = {name for a, b in zip(first, second) for name in a.features.feature
                  if a.features.feature[name] != b.features.feature[name]}
     assert not differing, f"features that differ between two runs of the same data: {sorted(differing)}"
@@ -64,7 +57,7 @@ def test_two_runs_write_the_same_transformed_examples(two_runs, split):
 
 def test_two_runs_give_the_same_analyser_results(two_runs, churn_spec):
     """The served model's graph: the same raw row is scaled to the same floats by both runs' graphs."""
-    graphs = [tft.TFTransformOutput(run["transform_graph"]) for run in two_runs]
+    graphs = [tft.TFTransformOutput(output_uri(run, "Transform", "transform_graph")) for run in two_runs]
     raw_spec = graphs[0].raw_feature_spec()
     raw_spec.pop(churn_spec.label)
     row = {name: tf.constant([[b"France"]] if spec.dtype == tf.string else [[600]], dtype=spec.dtype)
@@ -72,6 +65,16 @@ def test_two_runs_give_the_same_analyser_results(two_runs, churn_spec):
     first, second = (graph.transform_features_layer()(row) for graph in graphs)
     for name in first:
         np.testing.assert_array_equal(first[name].numpy(), second[name].numpy(), err_msg=name)
+
+
+def test_two_runs_train_the_same_weights(two_runs):
+    """Seeded initial weights, seeded shuffling and the same inputs: the same trained weights, byte for byte."""
+    first, second = (pathlib.Path(output_uri(run, "Trainer", "model"), "Format-Serving", "variables")
+                     for run in two_runs)
+    names = sorted(p.name for p in first.iterdir())
+    assert names == sorted(p.name for p in second.iterdir()) and any(n.startswith("variables.data") for n in names)
+    for name in names:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
 
 def test_tfx_leaves_the_batch_size_to_beam_and_ours_fixes_it():
