@@ -4,7 +4,8 @@ Logged requests become rows, TFDV computes their statistics, and three checks
 compare them with the statistics of the training data (found through ML Metadata
 from the pushed model):
 - skew per feature with the thresholds of the curated schema's `skew_comparator`
-  (L-infinity distance for categorical features, Jensen-Shannon divergence for numeric ones);
+  (L-infinity distance for categorical features, Jensen-Shannon divergence for numeric ones,
+  the served values counted in the training histogram's buckets: pipeline/aligned_histograms.py);
 - the curated schema itself in its SERVING environment: out-of-domain values
   (an unseen category, a value outside `int_domain`), missing features;
 - numeric values outside the range seen in training (the lecture's unseen customer
@@ -25,7 +26,7 @@ import pandas as pd
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
-from pipeline import lineage, metadata, serving_logs
+from pipeline import aligned_histograms, lineage, metadata, serving_logs
 from pipeline.config import PipelineConfig
 from pipeline.monitor_results import monitoring_dir
 from pipeline.predict import latest_version
@@ -110,6 +111,8 @@ def compare(spec: DatasetSpec, schema: schema_pb2.Schema, training: statistics_p
             rows: list[dict]) -> tuple[list[Breach], statistics_pb2.DatasetFeatureStatisticsList, anomalies_pb2.Anomalies]:
     """All checks on served rows; returns the breaches, the served statistics and TFDV's anomalies."""
     serving = serving_statistics(rows, spec.feature_names)
+    frame = pd.DataFrame(rows)
+    aligned_histograms.align_to_training(serving, training, {name: frame[name] for name in frame.columns})
     skew = tfdv.validate_statistics(training, schema, serving_statistics=serving)
     domain = tfdv.validate_statistics(serving, schema, environment="SERVING")
     anomalies = anomalies_pb2.Anomalies()
