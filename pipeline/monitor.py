@@ -102,17 +102,19 @@ def range_breaches(training: statistics_pb2.DatasetFeatureStatisticsList,
     return breaches
 
 
-def serving_statistics(rows: list[dict], features: tuple[str, ...]) -> statistics_pb2.DatasetFeatureStatisticsList:
-    frame = pd.DataFrame(rows)
-    return tfdv.generate_statistics_from_dataframe(frame[[f for f in features if f in frame.columns]])
+def serving_statistics(frame: pd.DataFrame, features: tuple[str, ...],
+                       training: statistics_pb2.DatasetFeatureStatisticsList) -> statistics_pb2.DatasetFeatureStatisticsList:
+    """TFDV's statistics of the served rows, numeric histograms on the training buckets (aligned_histograms)."""
+    served = frame[[f for f in features if f in frame.columns]]
+    statistics = tfdv.generate_statistics_from_dataframe(served)
+    aligned_histograms.align_to_training(statistics, training, {name: served[name] for name in served.columns})
+    return statistics
 
 
 def compare(spec: DatasetSpec, schema: schema_pb2.Schema, training: statistics_pb2.DatasetFeatureStatisticsList,
             rows: list[dict]) -> tuple[list[Breach], statistics_pb2.DatasetFeatureStatisticsList, anomalies_pb2.Anomalies]:
     """All checks on served rows; returns the breaches, the served statistics and TFDV's anomalies."""
-    serving = serving_statistics(rows, spec.feature_names)
-    frame = pd.DataFrame(rows)
-    aligned_histograms.align_to_training(serving, training, {name: frame[name] for name in frame.columns})
+    serving = serving_statistics(pd.DataFrame(rows), spec.feature_names, training)
     skew = tfdv.validate_statistics(training, schema, serving_statistics=serving)
     domain = tfdv.validate_statistics(serving, schema, environment="SERVING")
     anomalies = anomalies_pb2.Anomalies()
