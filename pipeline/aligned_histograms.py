@@ -27,7 +27,8 @@ def standard_histogram(feature: statistics_pb2.FeatureNameStatistics) -> statist
     return next((h for h in feature.num_stats.histograms if h.type == STANDARD and h.buckets), None)
 
 
-def _name(feature: statistics_pb2.FeatureNameStatistics) -> str:
+def feature_name(feature: statistics_pb2.FeatureNameStatistics) -> str:
+    """A top-level feature's name, from its path (TFDV's statistics) or its legacy name field."""
     return feature.path.step[0] if feature.path.step else feature.name
 
 
@@ -59,11 +60,11 @@ def align_to_training(serving: statistics_pb2.DatasetFeatureStatisticsList,
                       training: statistics_pb2.DatasetFeatureStatisticsList,
                       values: Mapping[str, Iterable[float]]) -> None:
     """Rewrites, in place, each served numeric feature's standard histogram on the training buckets."""
-    trained = {_name(f): standard_histogram(f) for f in training.datasets[0].features}
+    trained = {feature_name(f): standard_histogram(f) for f in training.datasets[0].features}
     for feature in serving.datasets[0].features:
-        served, reference = standard_histogram(feature), trained.get(_name(feature))
-        if served is None or reference is None or _name(feature) not in values:
+        served, reference = standard_histogram(feature), trained.get(feature_name(feature))
+        if served is None or reference is None or feature_name(feature) not in values:
             continue
-        finite = [float(v) for v in values[_name(feature)] if v is not None and math.isfinite(float(v))]
+        finite = [float(v) for v in values[feature_name(feature)] if v is not None and math.isfinite(float(v))]
         del served.buckets[:]
         served.buckets.extend(count_in_buckets(finite, reference))

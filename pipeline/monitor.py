@@ -90,10 +90,10 @@ def _numeric_range(feature: statistics_pb2.FeatureNameStatistics) -> tuple[float
 def range_breaches(training: statistics_pb2.DatasetFeatureStatisticsList,
                    serving: statistics_pb2.DatasetFeatureStatisticsList, features: tuple[str, ...]) -> list[Breach]:
     """Numeric features whose served values leave the [min, max] seen in training."""
-    seen = {f.path.step[0]: _numeric_range(f) for f in training.datasets[0].features if f.path.step}
+    seen = {aligned_histograms.feature_name(f): _numeric_range(f) for f in training.datasets[0].features}
     breaches = []
     for feature in serving.datasets[0].features:
-        name = feature.path.step[0] if feature.path.step else feature.name
+        name = aligned_histograms.feature_name(feature)
         served, trained = _numeric_range(feature), seen.get(name)
         if name in features and served and trained and (served[0] < trained[0] or served[1] > trained[1]):
             breaches.append(Breach(name, "outside_training_range",
