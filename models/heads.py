@@ -57,12 +57,14 @@ def check_logits_agree(model: tf.keras.Model, loss: tf.keras.losses.Loss) -> Non
 
 
 def compile_for_task(model: tf.keras.Model, spec: DatasetSpec, learning_rate: float,
-                     loss: tf.keras.losses.Loss | None = None) -> tf.keras.Model:
-    """Compiles with the task's loss and metrics after checking logits/loss agreement."""
+                     loss: tf.keras.losses.Loss | None = None, steps_per_execution: int = 1) -> tf.keras.Model:
+    """Compiles with the task's loss and metrics after checking logits/loss agreement.
+
+    `steps_per_execution` > 1 needs training data of a known size (models/in_memory.py)."""
     loss = loss or loss_for(spec)
     check_logits_agree(model, loss)
     model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=learning_rate), loss=loss,
-                  metrics=metrics_for(spec))
+                  metrics=metrics_for(spec), steps_per_execution=steps_per_execution)
     return model
 
 

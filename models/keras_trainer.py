@@ -9,7 +9,7 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
 from tfx_bsl.public import tfxio
 
-from models import builders, images, signatures, vision
+from models import builders, images, in_memory, signatures, vision
 from models import operating_point
 from models.early_stopping import EarlyStoppingKeepingBest
 from models.history import KerasHistory, TrainingHistory
@@ -36,6 +36,19 @@ def make_dataset(files: list[str], data_accessor: DataAccessor,
                                                 label), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
+def datasets(splits: tuple[in_memory.Split, in_memory.Split] | None, fn_args: FnArgs,
+             tf_transform_output: tft.TFTransformOutput, spec: DatasetSpec, batch_size: int, seed: int,
+             image_options: images.ImageOptions | None = None) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """(train, validation) batches: from `in_memory.load_splits`'s tensors, or streamed when it gave None."""
+    if splits is not None:
+        return (shard_by_example(in_memory.batches(splits[0], batch_size, seed, shuffle=True)),
+                shard_by_example(in_memory.batches(splits[1], batch_size, seed, shuffle=False)))
+    return (make_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, spec,
+                         batch_size, seed, shuffle=True, image_options=image_options),
+            make_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, spec,
+                         batch_size, seed, shuffle=False, image_options=image_options))
+
+
 def train(fn_args: FnArgs, spec: DatasetSpec, hparams: Mapping[str, Any]) -> None:
     # First: a multi-worker strategy configures collective ops, which TF allows only before any other op.
     strategy = make_strategy(hparams.get("strategy", "default"), hparams.get("tpu"))
@@ -43,10 +56,12 @@ def train(fn_args: FnArgs, spec: DatasetSpec, hparams: Mapping[str, Any]) -> Non
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     batch_size = int(hparams.get("batch_size", 32))
     image_options = images.options_for(spec.image_feature, hparams)
-    train_ds = make_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, spec,
-                            batch_size, seed, shuffle=True, image_options=image_options)
-    eval_ds = make_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, spec,
-                           batch_size, seed, shuffle=False, image_options=image_options)
+    splits = in_memory.load_splits(fn_args, tf_transform_output, spec)
+    log.info("training data: %s", f"in memory, {int(splits[0][1].shape[0])} train and "
+             f"{int(splits[1][1].shape[0])} validation rows" if splits else "streamed from the transformed examples")
+    train_ds, eval_ds = datasets(splits, fn_args, tf_transform_output, spec, batch_size, seed, image_options)
+    # Data of a known size lets Keras run several steps per call; streamed data must go one step at a time.
+    hparams = {**hparams, "steps_per_execution": in_memory.STEPS_PER_EXECUTION if splits else 1}
     with strategy.scope():
         model = builders.build_model(spec, tf_transform_output, hparams)
     model.summary(print_fn=log.info)

@@ -43,4 +43,5 @@ def build_mlp(spec: DatasetSpec, tf_transform_output: tft.TFTransformOutput,
         if dropout:
             x = tf.keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
     model = tf.keras.Model(inputs=inputs, outputs=heads.output_layer(spec)(x), name=f"{spec.name}_mlp")
-    return heads.compile_for_task(model, spec, float(hparams.get("learning_rate", 1e-3)))
+    return heads.compile_for_task(model, spec, float(hparams.get("learning_rate", 1e-3)),
+                                  steps_per_execution=int(hparams.get("steps_per_execution", 1)))

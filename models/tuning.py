@@ -30,9 +30,9 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx.components.tuner.component import TunerFnResult
 
-from models import builders
+from models import builders, in_memory
 from models.early_stopping import EarlyStoppingKeepingBest
-from models.keras_trainer import make_dataset
+from models.keras_trainer import datasets
 from specs.dataset import DatasetSpec
 from specs.errors import SpecError
 
@@ -84,6 +84,8 @@ class SpecHyperModel(kt.HyperModel):
         super().__init__()
         self.spec, self.fn_args, self.hparams, self.search_space = spec, fn_args, dict(hparams), search_space
         self.tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+        self.splits = in_memory.load_splits(fn_args, self.tf_transform_output, spec)  # read once for all trials
+        self.hparams["steps_per_execution"] = in_memory.STEPS_PER_EXECUTION if self.splits else 1
         self.max_trials, self.trials, self.best = max_trials, 0, math.inf
 
     def trial_hparams(self, hp: kt.HyperParameters) -> dict[str, Any]:
@@ -97,10 +99,8 @@ class SpecHyperModel(kt.HyperModel):
     def fit(self, hp: kt.HyperParameters, model: tf.keras.Model, *args, **kwargs) -> tf.keras.callbacks.History:
         hparams = self.trial_hparams(hp)
         batch_size, seed = int(hparams.get("batch_size", 32)), int(hparams["seed"])
-        train = make_dataset(self.fn_args.train_files, self.fn_args.data_accessor, self.tf_transform_output,
-                             self.spec, batch_size, seed, shuffle=True)
-        validation = make_dataset(self.fn_args.eval_files, self.fn_args.data_accessor, self.tf_transform_output,
-                                  self.spec, batch_size, seed, shuffle=False)
+        train, validation = datasets(self.splits, self.fn_args, self.tf_transform_output, self.spec,
+                                     batch_size, seed)
         stopping = EarlyStoppingKeepingBest("val_loss", patience=int(hparams.get("early_stopping_patience", 5)))
         history = model.fit(train, validation_data=validation, epochs=int(self.hparams["tuning_epochs"]),
                             callbacks=[stopping, *kwargs.get("callbacks", [])], verbose=0)

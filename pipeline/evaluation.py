@@ -60,8 +60,10 @@ def make_eval_config(spec: DatasetSpec, overrides: Mapping[str, Mapping[str, flo
                 tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold))
         metrics.append(config)
     return tfma.EvalConfig(
+        # tf_generic: TFMA calls the signature of a plain SavedModel load. Left unset, it loads every model
+        # as Keras once only to find its type and again to evaluate it (Keras's loader is the slower one).
         model_specs=[tfma.ModelSpec(signature_name="serving_tf_example", label_key=spec.label,
-                                    prediction_key=eval_prediction_key(spec))],
+                                    prediction_key=eval_prediction_key(spec), model_type=tfma.TF_GENERIC)],
         slicing_specs=slicing_specs(spec),
         metrics_specs=[tfma.MetricsSpec(metrics=metrics + report_plots(spec))] + per_class_metrics_specs(spec),
         # The spec's metrics only. TFMA's default adds a Keras model's own compiled metrics (its loss, and

@@ -8,7 +8,7 @@ from typing import Any
 
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
-from pipeline import gate_report, metadata
+from pipeline import eval_results, gate_report, metadata
 from pipeline.config import PipelineConfig
 from pipeline.pipeline_def import create_pipeline, describe_source
 from specs.dataset import DatasetSpec
@@ -68,18 +68,6 @@ class RunReport:
                                for c in self.components]}
 
 
-def overall_metrics(evaluation_uri: str) -> dict[str, float]:
-    """The candidate model's metrics on the whole test split; per-class ones as e.g. `recall/classId:3`."""
-    import tensorflow_model_analysis as tfma  # TFX's component specs import it anyway; here only for reading
-    result = tfma.load_eval_result(evaluation_uri)
-    for slice_key, outputs in result.slicing_metrics:
-        if slice_key == ():
-            return {name if not sub_key else f"{name}/{sub_key}": float(value["doubleValue"])  # NaN comes as "NaN"
-                    for sub_key, values in outputs.get("", {}).items()
-                    for name, value in values.items() if "doubleValue" in value}
-    return {}
-
-
 def summarize(spec: DatasetSpec, config: PipelineConfig, seconds: float) -> RunReport:
     store = metadata.open_store(config.metadata_for(spec))
     runs = metadata.latest_run(store)
@@ -92,7 +80,7 @@ def summarize(spec: DatasetSpec, config: PipelineConfig, seconds: float) -> RunR
             report.blessed = bool(metadata.custom_property(blessing[0], "blessed"))
         evaluation = evaluator.outputs.get("evaluation", [])
         if evaluation:
-            report.metrics = overall_metrics(evaluation[0].uri)
+            report.metrics = eval_results.overall_metric_values(evaluation[0].uri)
             report.slices = gate_report.slice_metrics(evaluation[0].uri)
             report.failures = gate_report.explain_failures(evaluation[0].uri) if report.blessed is False else []
     pusher = report.component("Pusher")

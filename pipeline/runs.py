@@ -7,7 +7,8 @@ import datetime
 from pipeline import metadata
 from pipeline.config import PipelineConfig
 from pipeline.report import served_version
-from pipeline.report.model_sections import metric_key, overall_metric_values
+from pipeline.eval_results import overall_metric_values
+from pipeline.report.model_sections import metric_key
 from pipeline.report.run_data import RunData, open_run_store, property_value
 from specs.dataset import DatasetSpec
 

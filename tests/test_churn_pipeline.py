@@ -24,7 +24,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow.core.protobuf import saved_model_pb2
+from tfx.components.trainer.fn_args_utils import DataAccessor
+from tfx.components.util import tfxio_utils
+from tfx.types import standard_artifacts
 
+from models import in_memory
 from tests.support import isolated_config, without_no_regression_gate
 from pipeline.local_runner import RunReport, run_local
 from pipeline.predict import predict, to_inputs
@@ -159,6 +163,55 @@ def test_scaler_statistics_come_from_the_train_split_only(first_run):
     assert abs(train.mean() - both.mean()) > 1.0  # the check below can tell the two apart
     assert mean == pytest.approx(train.mean(), abs=0.1)  # tf.Transform accumulates in float32
     assert std == pytest.approx(train.std(), rel=1e-3)
+
+
+def test_small_splits_train_from_memory_on_every_row_in_a_new_seeded_order_each_epoch(first_run, churn_spec):
+    """models/in_memory.py: the Trainer's in-memory copy of the train split is the whole split, each
+    epoch's batches are a fresh permutation of it, and the same seed gives the same permutations."""
+    transformed = first_run.component("Transform").outputs["transformed_examples"][0].uri
+    artifact = standard_artifacts.Examples()
+    artifact.uri, artifact.split_names = transformed, '["train", "validation"]'
+    accessor = DataAccessor(tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([artifact], []),
+                            record_batch_factory=None, data_view_decode_fn=None)
+    tft_output = tft.TFTransformOutput(first_run.component("Transform").outputs["transform_graph"][0].uri)
+    files = [str(pathlib.Path(transformed, "Split-train", "*"))]
+    assert in_memory.fits(files, tft_output, churn_spec)
+
+    features, labels = in_memory.load(files, accessor, tft_output, churn_spec)
+    records = read_split(transformed, "train")
+    assert labels.shape[0] == len(records) > 1000
+    np.testing.assert_array_equal(features["CreditScore"].numpy().ravel(), feature_values(records, "CreditScore"))
+    np.testing.assert_array_equal(labels.numpy().ravel(), feature_values(records, churn_spec.label))
+
+    def epoch_orders(seed: int, epochs: int = 2) -> list[np.ndarray]:
+        dataset = in_memory.batches((features, labels), 32, seed, shuffle=True)
+        return [np.concatenate([batch["CreditScore"].numpy().ravel() for batch, _ in dataset])
+                for _ in range(epochs)]
+    first, second = epoch_orders(seed=42)
+    in_file_order = features["CreditScore"].numpy().ravel()
+    for order in (first, second):
+        np.testing.assert_array_equal(np.sort(order), np.sort(in_file_order))  # every row, once
+        assert not np.array_equal(order, in_file_order)
+    assert not np.array_equal(first, second)  # reshuffled every epoch
+    again = epoch_orders(seed=42)
+    np.testing.assert_array_equal(again[0], first)
+    np.testing.assert_array_equal(again[1], second)
+    assert not np.array_equal(epoch_orders(seed=43, epochs=1)[0], first)
+
+    unshuffled = in_memory.batches((features, labels), 32, 42, shuffle=False)
+    np.testing.assert_array_equal(np.concatenate([b["CreditScore"].numpy().ravel() for b, _ in unshuffled]),
+                                  in_file_order)
+
+
+def test_large_or_image_splits_are_streamed(first_run, churn_spec, monkeypatch):
+    transformed = first_run.component("Transform").outputs["transformed_examples"][0].uri
+    tft_output = tft.TFTransformOutput(first_run.component("Transform").outputs["transform_graph"][0].uri)
+    files = [str(pathlib.Path(transformed, "Split-train", "*"))]
+    assert in_memory.fits(files, tft_output, churn_spec)
+    assert not in_memory.fits(files, tft_output, dataclasses.replace(churn_spec, image_feature="Surname"))
+    size = sum(p.stat().st_size for p in pathlib.Path(transformed, "Split-train").iterdir())
+    monkeypatch.setattr(in_memory, "MAX_FILE_BYTES", size - 1)
+    assert not in_memory.fits(files, tft_output, churn_spec)
 
 
 def test_served_model_applies_the_transform_to_raw_json_inputs(first_run, churn_spec):

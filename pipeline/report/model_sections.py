@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.history import read_history
+from pipeline import eval_results
 from pipeline.report import plots
 from pipeline.report.data_sections import missing
 from pipeline.report.html import breakable, esc, fmt, image, paragraph, table
@@ -42,40 +43,6 @@ def training_section(run: RunData) -> str:
     names = [k for k in epochs[0] if k != "epoch"]
     parts.insert(2, table(["epoch"] + names, [[e["epoch"]] + [e.get(n) for n in names] for e in epochs]))
     return "".join(parts)
-
-
-def _load_eval(uri: str, model_name: str | None):
-    import tensorflow_model_analysis as tfma
-    try:
-        return tfma.load_eval_result(uri, model_name=model_name)
-    except Exception:  # noqa: BLE001 - no results for this model name (e.g. no baseline)
-        return None
-
-
-def _overall(result, key: str) -> dict[str, Any]:
-    """One output of the overall slice (`slicing_metrics` or `plots`), flattened over sub keys."""
-    rows = result.slicing_metrics if key == "metrics" else result.plots
-    for slice_key, outputs in rows:
-        outputs = outputs or {}
-        if slice_key == ():
-            merged: dict[str, Any] = {}
-            for sub_key, values in outputs.get("", {}).items():
-                merged.update({f"{n}/{sub_key}" if sub_key else n: v for n, v in values.items()})
-            return merged
-    return {}
-
-
-def overall_metric_values(evaluation_uri: str, model_name: str | None = None) -> dict[str, float]:
-    """Metric name -> value on the whole held-out split (the candidate's, unless `model_name` says otherwise)."""
-    result = _load_eval(evaluation_uri, model_name) or _load_eval(evaluation_uri, "candidate")
-    values = _overall(result, "metrics") if result else {}
-    return {name: _value(v) for name, v in values.items() if _value(v) is not None}
-
-
-def _value(metric: Any) -> float | None:
-    if isinstance(metric, dict) and "doubleValue" in metric:
-        return float(metric["doubleValue"])
-    return None
 
 
 def _threshold_text(threshold) -> str:
@@ -130,26 +97,28 @@ def evaluation_section(run: RunData, label_names: list[str]) -> str:
         return paragraph(f"The evaluation artefact is gone from {evaluation.uri} (deleted after the run).", "bad")
     evaluator = run.producer("evaluation")
     has_baseline = bool(evaluator.inputs.get("baseline_model"))
-    candidate = _load_eval(evaluation.uri, "candidate" if has_baseline else None)
+    candidate = eval_results.load(evaluation.uri, eval_results.candidate_name(evaluation.uri))
     if candidate is None:
         return paragraph(f"TFMA wrote no readable result to {evaluation.uri}.", "bad")
-    baseline = _load_eval(evaluation.uri, "baseline") if has_baseline else None
+    baseline = eval_results.load(evaluation.uri, "baseline") if has_baseline else None
     splits = json.loads(property_value(evaluator.execution, "example_splits") or "null")
     parts = [paragraph(f"TFMA on the held-out split {', '.join(splits) if splits else 'eval (the Evaluator default)'}"
                        "; the gate uses the metrics below, nothing else.")]
-    metrics, baseline_metrics = _overall(candidate, "metrics"), _overall(baseline, "metrics") if baseline else {}
+    metrics = eval_results.overall(candidate, "metrics")
+    baseline_metrics = eval_results.overall(baseline, "metrics") if baseline else {}
     gates = _thresholds(candidate.config)
     failures = _failures(tfma.load_validation_result(evaluation.uri))
     rows = []
-    for name, value in sorted(metrics.items()):
-        if _value(value) is None or name.endswith("_diff"):
+    for name, metric in sorted(metrics.items()):
+        if eval_results.value(metric) is None or name.endswith("_diff"):
             continue
         gate = next((g for metric, g in gates.items() if metric_key(metric) == name), "")
         status = ("<span class=\"bad\">failed</span>" if name in failures else
                   "<span class=\"ok\">passed</span>" if gate else "")
-        rows.append([esc(name), fmt(_value(value)), fmt(_value(baseline_metrics.get(name))), esc(gate), status])
+        rows.append([esc(name), fmt(eval_results.value(metric)), fmt(eval_results.value(baseline_metrics.get(name))),
+                     esc(gate), status])
     parts.append(table(["metric", "candidate", "baseline", "gate", "result"], rows, raw=True))
-    parts.append(_plots_html(_overall(candidate, "plots"), label_names))
+    parts.append(_plots_html(eval_results.overall(candidate, "plots"), label_names))
     parts.append(_slices_html(candidate))
     return "".join(parts)
 
@@ -218,8 +187,8 @@ def _slices_html(result) -> str:
         rows.append((name, values))
     rows.sort(key=lambda row: row[0] != "overall")
     names = sorted({m for _, values in rows for m, v in values.items()
-                    if _value(v) is not None and not m.endswith("_diff")})
-    cells = [[name] + [_value(values.get(m)) for m in names] for name, values in rows]
+                    if eval_results.value(v) is not None and not m.endswith("_diff")})
+    cells = [[name] + [eval_results.value(values.get(m)) for m in names] for name, values in rows]
     return "<h3>Metrics per slice</h3>" + table(["slice"] + names, cells)
 
 
