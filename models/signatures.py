@@ -44,7 +44,7 @@ def make_signatures(model: tf.keras.Model, spec: DatasetSpec, tf_transform_outpu
     feature_spec = raw_serving_spec(spec, tf_transform_output)
     # autograph=False: nothing here branches on a tensor (the estimator export runs the same Transform
     # layer in plain graph mode), and converting the Keras and Transform code on every trace was most of
-    # the export's time (5 s of 6 on churn).
+    # the export's time (on churn 2.5 s of tracing against 0.6 s without, beside 2 s of saving).
 
     @tf.function(autograph=False, input_signature=[{name: tf.TensorSpec([None], feature.dtype, name=name)
                                    for name, feature in feature_spec.items()}])
