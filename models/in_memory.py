@@ -1,11 +1,12 @@
 """Small tabular splits parsed once and kept in memory, instead of re-read every epoch.
 
 Streaming transformed examples through TFXIO parses every record again in every
-epoch: on churn that was most of an epoch's time. A split whose files are small
-is read once into dense tensors; each epoch then shuffles the whole split (with
-the run's seed, so runs repeat) and batches it. Its size is known, so Keras can
-also run several steps per call (`STEPS_PER_EXECUTION`), which the streamed
-data cannot. Images, sparse features and large splits keep streaming.
+epoch: on churn about half of an epoch's time. A split whose files are small is
+read once into dense tensors; each epoch then shuffles the whole split (with the
+run's seed, so runs repeat) and batches it. Its size is known, so Keras can also
+run several steps per call (`STEPS_PER_EXECUTION`), which the streamed data
+cannot (Keras refuses without a known size). On churn an epoch went from about
+0.7 s to 0.15 s. Images, sparse features and large splits keep streaming.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tfx_bsl.public import tfxio
 
 from specs.dataset import DatasetSpec
 
-MAX_FILE_BYTES = 64 * 2**20  # compressed TFRecords on disk; the parsed tensors are of a similar size or smaller
+MAX_FILE_BYTES = 64 * 2**20  # gzipped TFRecords on disk (churn's parse to 1.6x their size)
 STEPS_PER_EXECUTION = 32  # training steps per Keras call when the data is in memory
 READ_BATCH = 8192
 
