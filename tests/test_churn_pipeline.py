@@ -16,6 +16,7 @@ pushed model stays after one is checked in tests/test_estimator_modes.py.
 """
 import dataclasses
 import json
+import logging
 import pathlib
 from dataclasses import replace as dataclass_replace
 
@@ -30,6 +31,7 @@ from tfx.types import standard_artifacts
 
 from models import in_memory
 from tests.support import isolated_config, without_no_regression_gate
+from pipeline import eval_results
 from pipeline.local_runner import RunReport, run_local
 from pipeline.predict import predict, to_inputs
 from specs.dataset import PROJECT_ROOT
@@ -287,6 +289,30 @@ def test_slices_are_reported_per_geography_and_gender(first_run):
         set(first_run.slices)
     counts = [first_run.slices[f"Gender={g}"]["example_count"] for g in ("Female", "Male")]
     assert sum(counts) == first_run.metrics["example_count"]
+
+
+def test_a_result_with_a_baseline_is_read_as_the_candidates_without_tfma_warnings(runs, caplog):
+    """With a baseline TFMA names the models; asked for no name it warns once per slice (the control
+    below shows the check sees that), and pipeline/eval_results.py asks for the candidate."""
+    import tensorflow_model_analysis as tfma
+    alone = runs["first"].component("Evaluator").outputs["evaluation"][0].uri
+    with_baseline = runs["epochs"].component("Evaluator").outputs["evaluation"][0].uri
+    assert eval_results.candidate_name(alone) is None
+    assert eval_results.candidate_name(with_baseline) == "candidate"
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "Fail to find" in r.getMessage()]
+    with caplog.at_level(logging.WARNING):
+        tfma.load_eval_result(with_baseline)
+    assert warnings()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        metrics = eval_results.overall_metric_values(with_baseline)
+    assert not warnings()
+    candidate = tfma.load_eval_result(with_baseline, model_name="candidate")
+    [overall] = [m for key, m in candidate.slicing_metrics if key == ()]
+    assert metrics["auc"] == overall[""][""]["auc"]["doubleValue"]
+    assert "auc_diff" in metrics and runs["epochs"].metrics == metrics
 
 
 def test_a_model_that_misses_a_gate_is_told_which_value_and_bound(runs, first_run):
