@@ -96,11 +96,11 @@ def evaluation_section(run: RunData, label_names: list[str]) -> str:
     if not tf.io.gfile.exists(evaluation.uri):
         return paragraph(f"The evaluation artefact is gone from {evaluation.uri} (deleted after the run).", "bad")
     evaluator = run.producer("evaluation")
-    has_baseline = bool(evaluator.inputs.get("baseline_model"))
-    candidate = eval_results.load(evaluation.uri, eval_results.candidate_name(evaluation.uri))
+    candidate_name = eval_results.candidate_name(evaluation.uri)  # named only beside a baseline
+    candidate = eval_results.load(evaluation.uri, candidate_name)
     if candidate is None:
         return paragraph(f"TFMA wrote no readable result to {evaluation.uri}.", "bad")
-    baseline = eval_results.load(evaluation.uri, "baseline") if has_baseline else None
+    baseline = eval_results.load(evaluation.uri, "baseline") if candidate_name else None
     splits = json.loads(property_value(evaluator.execution, "example_splits") or "null")
     parts = [paragraph(f"TFMA on the held-out split {', '.join(splits) if splits else 'eval (the Evaluator default)'}"
                        "; the gate uses the metrics below, nothing else.")]
