@@ -123,8 +123,7 @@ def comparison_table(report) -> str | None:
 
 def run_compare(spec: DatasetSpec, config, builders: list[str] | None = None, metric: str | None = None):
     """Runs the comparison pipeline locally; returns the run report and the table text."""
-    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
-
+    from pipeline.in_process import run_in_process
     from pipeline.local_runner import summarize
     from pipeline.pipeline_def import create_pipeline
 
@@ -136,6 +135,6 @@ def run_compare(spec: DatasetSpec, config, builders: list[str] | None = None, me
              spec.name, chosen_by, ", ".join(c.name for c in candidates))
     config.metadata_for(spec).parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    LocalDagRunner().run(create_pipeline(spec, config, model_stage=model_stage(spec, config, candidates, chosen_by)))
+    run_in_process(create_pipeline(spec, config, model_stage=model_stage(spec, config, candidates, chosen_by)))
     report = summarize(spec, config, time.monotonic() - started)
     return report, comparison_table(report)

@@ -6,10 +6,9 @@ import logging
 import time
 from typing import Any
 
-from tfx.orchestration.local.local_dag_runner import LocalDagRunner
-
 from pipeline import eval_results, gate_report, metadata
 from pipeline.config import PipelineConfig
+from pipeline.in_process import run_in_process
 from pipeline.pipeline_def import create_pipeline, describe_source
 from specs.dataset import DatasetSpec
 
@@ -97,5 +96,5 @@ def run_local(spec: DatasetSpec, config: PipelineConfig) -> RunReport:
     log.info("Running pipeline %r (trainer %s) with data from %s", spec.name,
              config.trainer or spec.default_trainer, describe_source(spec, config))
     started = time.monotonic()
-    LocalDagRunner().run(create_pipeline(spec, config))
+    run_in_process(create_pipeline(spec, config))
     return summarize(spec, config, time.monotonic() - started)

@@ -7,10 +7,10 @@ import shutil
 
 from tfx.components import SchemaGen, StatisticsGen
 from tfx.orchestration import metadata
-from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.orchestration.pipeline import Pipeline
 
 from pipeline.config import PipelineConfig
+from pipeline.in_process import run_in_process
 from pipeline.pipeline_def import make_example_gen
 from specs.dataset import DatasetSpec
 
@@ -23,7 +23,7 @@ def draft_schema(spec: DatasetSpec, config: PipelineConfig, output: pathlib.Path
     name = f"{spec.name}_schema_draft"
     draft_config = dataclasses.replace(config, enable_cache=False)
     root = draft_config.home / name
-    LocalDagRunner().run(Pipeline(
+    run_in_process(Pipeline(
         pipeline_name=name, pipeline_root=str(root / "pipeline_root"),
         components=[example_gen, statistics_gen, schema_gen], enable_cache=False,
         metadata_connection_config=metadata.sqlite_metadata_connection_config(

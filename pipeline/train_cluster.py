@@ -18,13 +18,13 @@ import time
 
 from tfx.dsl.components.base import executor_spec
 from tfx.orchestration import pipeline as tfx_pipeline
-from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
 from components import multi_worker_trainer
 from components.tfjob import TfJobOptions
 from models.step_count import read_steps
 from pipeline import kubeflow
 from pipeline.config import PipelineConfig
+from pipeline.in_process import run_in_process
 from pipeline.kubeflow import SHARED_MOUNT, ClusterOptions
 from pipeline.local_runner import RunReport, summarize
 from pipeline.pipeline_def import create_pipeline, describe_source
@@ -115,7 +115,7 @@ def train_cluster(spec: DatasetSpec, config: PipelineConfig, workers: int) -> Cl
     log.info("Running pipeline %r with the Trainer on %d workers, data from %s", spec.name, workers,
              describe_source(spec, config))
     started = time.monotonic()
-    LocalDagRunner().run(pipeline)
+    run_in_process(pipeline)
     report = summarize(spec, config, time.monotonic() - started)
     trained = report.component("Trainer")
     model = trained.outputs.get("model", [None])[0] if trained else None

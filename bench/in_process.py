@@ -1,0 +1,129 @@
+"""What pipeline/in_process.py saves: churn's pipeline with Beam as shipped, then as we run it.
+
+Each round runs the churn pipeline twice, each time in a fresh process with an empty home:
+once with Beam as shipped (its cache sizer walks every module per lookup; every DoFn's specs
+are inspected each time Beam asks), once as `python -m pipeline run` runs it
+(pipeline/in_process.py). Rounds alternate the order. For each run: the pipeline's
+seconds, its components', how often each cost was paid and the seconds it took, the peak memory,
+and the test metrics (which must agree). Writes bench/results/in_process.json.
+
+    python -m bench.in_process [--rounds 2] [--note "what else was running"]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import resource
+import tempfile
+import time
+
+from bench.pipelines import RESULTS, machine
+from specs.dataset import PROJECT_ROOT
+
+OUTPUT = RESULTS / "in_process.json"
+MODES = ("as_shipped", "in_process")
+
+
+def child(mode: str, home: pathlib.Path, output: pathlib.Path) -> None:
+    """One pipeline run in this process, Beam's two costs counted where they are paid."""
+    from pipeline.process_gc import imports_without_collection, skip_collection_at_exit
+    with imports_without_collection():  # as `python -m pipeline run` imports them
+        from apache_beam.runners.worker import statecache
+        from apache_beam.transforms import userstate
+
+        from pipeline import in_process
+        from pipeline.config import PipelineConfig
+        from pipeline.local_runner import run_local
+        from pipeline.progress import configure_logging
+        from specs.dataset import load_spec
+
+    paid = {"dofn_inspections": 0, "dofn_inspection_s": 0.0, "cache_sizings": 0, "cache_sizing_s": 0.0}
+
+    def counted(function, count: str, seconds: str):
+        def wrapper(*args):
+            began = time.perf_counter()
+            try:
+                return function(*args)
+            finally:
+                paid[seconds] += time.perf_counter() - began
+                paid[count] += 1
+        return wrapper
+
+    # Beam's functions, counted; the memo (when on) wraps the counted inspection, so only misses count.
+    userstate.get_dofn_specs = counted(userstate.get_dofn_specs, "dofn_inspections", "dofn_inspection_s")
+    statecache.get_deep_size = counted(statecache.get_deep_size, "cache_sizings", "cache_sizing_s")
+    if mode == "as_shipped":
+        in_process.size_beam_cache_without_module_walk = lambda: None
+        in_process.memoize_dofn_specs = lambda: False
+    configure_logging(verbose=False)
+    report = run_local(load_spec("churn"), PipelineConfig(home=home / "runs", serving_dir=home / "serving"))
+    output.write_text(json.dumps({"mode": mode, "pipeline_s": round(report.seconds, 2),
+                                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                                  **{k: round(v, 2) if isinstance(v, float) else v for k, v in paid.items()},
+                                  "components": {c.component: round(c.seconds, 2) for c in report.components},
+                                  "test_metrics": report.metrics}))
+    skip_collection_at_exit()  # as `python -m pipeline` exits
+
+
+def run_child(mode: str, work: pathlib.Path, name: str) -> dict:
+    home, output = work / name, work / f"{name}.json"
+    with (work / f"{name}.log").open("w") as log:
+        code = subprocess.call([sys.executable, "-m", "bench.in_process", "--child", mode, "--home", str(home),
+                                "--output", str(output)], cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if code:
+        raise SystemExit(f"the {mode} run exited with {code}; see {work / name}.log")
+    return json.loads(output.read_text())
+
+
+def compare(rounds: int, note: str | None) -> dict:
+    runs: dict[str, list[dict]] = {mode: [] for mode in MODES}
+    loads = [os.getloadavg()]
+    with tempfile.TemporaryDirectory(prefix="in_process_") as scratch:
+        for round_ in range(rounds):
+            for mode in (MODES if round_ % 2 == 0 else MODES[::-1]):
+                print(f"round {round_ + 1}/{rounds}: {mode}", flush=True)
+                runs[mode].append(run_child(mode, pathlib.Path(scratch), f"{mode}_{round_}"))
+                loads.append(os.getloadavg())
+    medians = {mode: {key: round(statistics.median(r[key] for r in runs[mode]), 2)
+                      for key in ("pipeline_s", "peak_rss_mb", "dofn_inspections", "dofn_inspection_s", "cache_sizings",
+                                  "cache_sizing_s")} for mode in MODES}
+    shipped, ours = medians["as_shipped"], medians["in_process"]
+    metrics = {json.dumps(r["test_metrics"], sort_keys=True) for mode in MODES for r in runs[mode]}
+    return {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "command": f"python -m bench.in_process --rounds {rounds}", "machine": machine(), "note": note,
+            "load_average_1_min": [round(load[0], 2) for load in loads],
+            "medians": medians,
+            "saved_s": {"pipeline": round(shipped["pipeline_s"] - ours["pipeline_s"], 2),
+                        "dofn_inspection": round(shipped["dofn_inspection_s"] - ours["dofn_inspection_s"], 2),
+                        "cache_sizing": round(shipped["cache_sizing_s"] - ours["cache_sizing_s"], 2)},
+            "same_test_metrics_in_every_run": len(metrics) == 1,
+            "runs": runs}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.in_process", description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=2, help="runs per mode, order alternating (default: 2)")
+    parser.add_argument("--note", help="what else the machine was doing (kept in the results)")
+    parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--home", type=pathlib.Path, help=argparse.SUPPRESS)
+    parser.add_argument("--output", type=pathlib.Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args.child, args.home, args.output)
+        return 0
+    result = compare(args.rounds, args.note)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    OUTPUT.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("medians", "saved_s", "same_test_metrics_in_every_run")}, indent=2))
+    print(f"written to {OUTPUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
