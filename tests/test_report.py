@@ -200,7 +200,7 @@ def test_report_of_a_failed_run_says_what_stopped_it(browser, failed_report):  #
 def test_runs_lists_the_blessed_and_the_failed_run(failed_report, good_run, churn_spec, config):
     result, _ = good_run
     runs = list_runs(churn_spec, config)
-    assert [r.state for r in runs] == ["COMPLETE", "FAILED"]
+    assert [r.state for r in runs][:2] == ["COMPLETE", "FAILED"]  # run_with_baseline may add a third
     assert runs[0].blessed is True and runs[0].version == pathlib.Path(result.pushed_path).name
     assert runs[0].metric == "auc" and runs[0].value == pytest.approx(result.metrics["auc"])
     assert runs[1].blessed is None and runs[1].version is None
@@ -208,6 +208,32 @@ def test_runs_lists_the_blessed_and_the_failed_run(failed_report, good_run, chur
                "--serving-dir", str(config.serving_dir)]
     listing = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=True).stdout
     assert listing.strip() == format_runs(runs)
+
+
+@pytest.fixture(scope="module")
+def run_with_baseline(failed_report, good_run, churn_spec, config):
+    """The pipeline again with one hyperparameter changed: a new model, evaluated beside the blessed one."""
+    from pipeline.local_runner import run_local
+    changed = dataclass_replace(config, hparams={**config.hparams, "epochs": 2})
+    return run_local(churn_spec, changed), write_report(churn_spec, changed)
+
+
+@pytest.mark.e2e
+def test_report_of_a_run_with_a_baseline_shows_the_baselines_metrics_beside_the_candidates(
+        browser, good_run, run_with_baseline):  # noqa: F811
+    first, _ = good_run
+    result, report = run_with_baseline
+    assert result.component("Transform").state == "CACHED" and result.component("Trainer").state == "COMPLETE"
+    browser.get(report.as_uri())
+    metric_table = browser.find_element("id", "evaluation").find_element("tag name", "table")
+    headers = [th.text for th in metric_table.find_elements("tag name", "th")]
+    rows = {cells[0]: dict(zip(headers[1:], cells[1:])) for cells in (
+        [td.text for td in tr.find_elements("tag name", "td")] for tr in metric_table.find_elements("tag name", "tr"))
+        if cells}
+    # The candidate is this run's model; the baseline, the first run's blessed model on the same test split.
+    assert float(rows["auc"]["candidate"]) == pytest.approx(result.metrics["auc"], abs=5e-5)
+    assert float(rows["auc"]["baseline"]) == pytest.approx(first.metrics["auc"], abs=5e-5)
+    assert result.metrics["auc"] != first.metrics["auc"]  # two models: the columns are not one value twice
 
 
 def test_tfds_preparation_and_reading_log_progress(caplog):
