@@ -8,6 +8,7 @@ start their own processes and are left as Beam made them.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from typing import Any, Callable
@@ -18,6 +19,8 @@ from apache_beam.transforms import userstate
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.orchestration.pipeline import Pipeline
 
+log = logging.getLogger(__name__)
+
 # The Beam release whose `userstate.get_dofn_specs` the memo below was checked against (the lock
 # pins it). Under another release the memo stays off until tests/test_in_process.py passes there.
 CHECKED_BEAM = "2.59.0"
@@ -27,9 +30,9 @@ def size_beam_cache_without_module_walk() -> None:
     """Beam sizes every value it caches (side inputs, state) with objsize, whose default first
     collects the id of every loaded module's globals so that they are not counted: with
     TensorFlow, TFX and Beam loaded, thousands of modules for each of a churn run's 205 lookups.
-    Beam's own filter already skips modules, functions,
-    frames and types, the ways a cached value reaches a module's globals, so the sizes (and the
-    cache's evictions) stay as they were. objsize documents `default_settings` for this."""
+    Beam's own filter already skips modules, functions, frames and types, the ways a cached
+    value reaches a module's globals, so the sizes (and the cache's evictions) stay as they
+    were. objsize documents `default_settings` as the place to change its defaults."""
     objsize.default_settings.update(exclude_modules_globals=False)
 
 
@@ -38,11 +41,11 @@ class DoFnSpecsMemo:
 
     Beam asks for a DoFn's state and timer specs each time it builds, converts, visits or
     executes the transform (6,596 times for about 1,470 DoFns in a churn run), and each answer
-    inspects the signature of every method the DoFn has. A DoFn's
-    methods and their default parameters (where the specs are declared) are fixed once it
-    exists, so its answer is too. Kept per instance, never per class: a wrapper DoFn's specs
-    depend on the function it wraps. An answer is dropped when its DoFn is; a DoFn that cannot
-    be weakly referenced is inspected every time, as before."""
+    inspects the signature of every method the DoFn has. A DoFn's methods and their default
+    parameters (where the specs are declared) are fixed once it exists, so its answer is too.
+    Kept per instance, never per class: Beam inspects every method an instance holds, so two
+    DoFns of one class can differ. An answer is dropped when its DoFn is; a DoFn that cannot be
+    weakly referenced is inspected every time, as before."""
 
     def __init__(self, compute: Callable[[Any], tuple[set, set]]) -> None:
         self.compute = compute
@@ -74,6 +77,8 @@ def memoize_dofn_specs() -> bool:
     if isinstance(userstate.get_dofn_specs, DoFnSpecsMemo):
         return True
     if apache_beam.__version__ != CHECKED_BEAM:
+        log.info("Beam %s: DoFn specs are inspected each time Beam asks (the memo was checked on %s only)",
+                 apache_beam.__version__, CHECKED_BEAM)
         return False
     userstate.get_dofn_specs = DoFnSpecsMemo(userstate.get_dofn_specs)
     return True

@@ -8,6 +8,7 @@ right answer. How much time they save is measured by `python -m bench.in_process
 from __future__ import annotations
 
 import gc
+import logging
 import re
 
 import apache_beam as beam
@@ -81,6 +82,16 @@ def test_the_locked_beam_is_the_release_the_memo_was_checked_against():
     assert locked == beam.__version__ == in_process.CHECKED_BEAM
     assert in_process.memoize_dofn_specs()
     assert isinstance(userstate.get_dofn_specs, in_process.DoFnSpecsMemo)
+
+
+def test_another_beam_release_keeps_beams_own_function_and_says_so(monkeypatch, caplog):
+    """The release string is the only thing changed: an upgrade the memo was not checked against."""
+    monkeypatch.setattr(userstate, "get_dofn_specs", beams_get_dofn_specs())
+    monkeypatch.setattr(beam, "__version__", "9.9.9")
+    with caplog.at_level(logging.INFO, logger="pipeline.in_process"):
+        assert in_process.memoize_dofn_specs() is False
+    assert not isinstance(userstate.get_dofn_specs, in_process.DoFnSpecsMemo)
+    assert "Beam 9.9.9" in caplog.text and "checked on 2.59.0 only" in caplog.text
 
 
 def test_memoised_specs_are_beams_own():
