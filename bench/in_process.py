@@ -4,8 +4,9 @@ Each round runs the churn pipeline twice, each time in a fresh process with an e
 once with Beam as shipped (its cache sizer walks every module per lookup; every DoFn's specs
 are inspected each time Beam asks), once as `python -m pipeline run` runs it
 (pipeline/in_process.py). Rounds alternate the order. For each run: the pipeline's
-seconds, its components', how often each cost was paid and the seconds it took, the peak memory,
-and the test metrics (which must agree). Writes bench/results/in_process.json.
+seconds, its components', how often each cost was paid and the seconds it took, the bytes Beam's
+cache was told its values take and the test metrics (both must agree), and the peak memory.
+Writes bench/results/in_process.json.
 
     python -m bench.in_process [--rounds 2] [--note "what else was running"]
 """
@@ -42,21 +43,25 @@ def child(mode: str, home: pathlib.Path, output: pathlib.Path) -> None:
         from pipeline.progress import configure_logging
         from specs.dataset import load_spec
 
-    paid = {"dofn_inspections": 0, "dofn_inspection_s": 0.0, "cache_sizings": 0, "cache_sizing_s": 0.0}
+    paid = {"dofn_inspections": 0, "dofn_inspection_s": 0.0, "cache_sizings": 0, "cache_sizing_s": 0.0,
+            "cache_sized_bytes": 0}
 
-    def counted(function, count: str, seconds: str):
+    def counted(function, count: str, seconds: str, total: str | None = None):
         def wrapper(*args):
             began = time.perf_counter()
             try:
-                return function(*args)
+                result = function(*args)
             finally:
                 paid[seconds] += time.perf_counter() - began
                 paid[count] += 1
+            if total:
+                paid[total] += result
+            return result
         return wrapper
 
     # Beam's functions, counted; the memo (when on) wraps the counted inspection, so only misses count.
     userstate.get_dofn_specs = counted(userstate.get_dofn_specs, "dofn_inspections", "dofn_inspection_s")
-    statecache.get_deep_size = counted(statecache.get_deep_size, "cache_sizings", "cache_sizing_s")
+    statecache.get_deep_size = counted(statecache.get_deep_size, "cache_sizings", "cache_sizing_s", "cache_sized_bytes")
     if mode == "as_shipped":
         in_process.size_beam_cache_without_module_walk = lambda: None
         in_process.memoize_dofn_specs = lambda: False
@@ -88,11 +93,12 @@ def compare(rounds: int, note: str | None) -> dict:
         for round_ in range(rounds):
             for mode in (MODES if round_ % 2 == 0 else MODES[::-1]):
                 print(f"round {round_ + 1}/{rounds}: {mode}", flush=True)
-                runs[mode].append(run_child(mode, pathlib.Path(scratch), f"{mode}_{round_}"))
+                # Homes of one length: the paths Beam caches are then the same size in every run.
+                runs[mode].append(run_child(mode, pathlib.Path(scratch), f"run{round_}{MODES.index(mode)}"))
                 loads.append(os.getloadavg())
     medians = {mode: {key: round(statistics.median(r[key] for r in runs[mode]), 2)
                       for key in ("pipeline_s", "peak_rss_mb", "dofn_inspections", "dofn_inspection_s", "cache_sizings",
-                                  "cache_sizing_s")} for mode in MODES}
+                                  "cache_sizing_s", "cache_sized_bytes")} for mode in MODES}
     shipped, ours = medians["as_shipped"], medians["in_process"]
     metrics = {json.dumps(r["test_metrics"], sort_keys=True) for mode in MODES for r in runs[mode]}
     return {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -103,6 +109,7 @@ def compare(rounds: int, note: str | None) -> dict:
                         "dofn_inspection": round(shipped["dofn_inspection_s"] - ours["dofn_inspection_s"], 2),
                         "cache_sizing": round(shipped["cache_sizing_s"] - ours["cache_sizing_s"], 2)},
             "same_test_metrics_in_every_run": len(metrics) == 1,
+            "same_cache_sizes_in_every_run": len({r["cache_sized_bytes"] for mode in MODES for r in runs[mode]}) == 1,
             "runs": runs}
 
 
@@ -120,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     result = compare(args.rounds, args.note)
     RESULTS.mkdir(parents=True, exist_ok=True)
     OUTPUT.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("medians", "saved_s", "same_test_metrics_in_every_run")}, indent=2))
+    print(json.dumps({k: result[k] for k in ("medians", "saved_s", "same_test_metrics_in_every_run",
+                                             "same_cache_sizes_in_every_run")}, indent=2))
     print(f"written to {OUTPUT}")
     return 0
 
