@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
 
@@ -82,10 +83,9 @@ def run(args: argparse.Namespace) -> int:
         threading.Thread(target=_reload_config, args=(args, manager, entries, stopping),
                          name="config-reloader", daemon=True).start()
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stopping.set())
-    stopping.wait()
-    log.info("Shutting down")
+    received = wait_for_stop_signal()
+    stopping.set()
+    log.info("Shutting down (%s)", signal.Signals(received).name)
     if rest_server is not None:
         rest_server.stop()
     grpc_server.stop(grace=2).wait()
@@ -94,6 +94,34 @@ def run(args: argparse.Namespace) -> int:
     request_logger.close()  # writes what is queued and closes the files
     manager.stop()  # closes the Sessions, after every caller is gone
     return 0
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def wait_for_stop_signal() -> int:
+    """Blocks until SIGTERM or SIGINT reaches the process, on whichever thread; returns which.
+
+    The kernel hands a signal sent to the process to any thread that does not block it: often a
+    gRPC or REST thread here. Python runs its handler only once the main thread runs again, and a
+    main thread blocked in Event.wait() never did: such a SIGTERM left the server running until
+    the caller's SIGKILL, its request logs unwritten. CPython's C-level handler, on the thread
+    that caught the signal, also writes the signal's number to the wakeup fd, so the main thread
+    waits on that pipe instead. The handlers stay: a second signal during shutdown is ignored."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda *_: None)  # a Python handler: the wakeup fd is written for these
+    try:
+        while True:
+            received = os.read(read_end, 1)[0]
+            if received in STOP_SIGNALS:
+                return received
+    finally:
+        signal.set_wakeup_fd(previous_fd)
+        os.close(read_end)
+        os.close(write_end)
 
 
 def _entries(args: argparse.Namespace) -> list[ModelEntry]:
