@@ -152,12 +152,12 @@ TYPICAL_CACHED_VALUES = [
 
 
 def test_sizes_are_the_same_without_the_module_walk():
-    walked = objsize.traverse.ObjSizeSettings(exclude_modules_globals=True)
+    walked = objsize.traverse.ObjSizeSettings(  # Beam's sizing, with objsize's default module walk
+        get_size_func=statecache._size_func, get_referents_func=statecache._get_referents_func,
+        filter_func=statecache._filter_func, exclude_modules_globals=True)
+    in_process.size_beam_cache_without_module_walk()
     for value in TYPICAL_CACHED_VALUES:
-        with_walk = walked.replace(get_size_func=statecache._size_func, get_referents_func=statecache._get_referents_func,
-                                   filter_func=statecache._filter_func).get_deep_size(value)
-        in_process.size_beam_cache_without_module_walk()
-        assert statecache.get_deep_size(value) == with_walk
+        assert statecache.get_deep_size(value) == walked.get_deep_size(value)
     assert len(objsize.get_exclude_set()) == 1  # only None: no module was walked
     assert len(walked.new_context().exclude_set) > 1000  # the walk it replaces
 
