@@ -2,10 +2,11 @@
 
 Each round runs the churn pipeline twice, each time in a fresh process with an empty home:
 once with Beam as shipped (its cache sizer walks every module per lookup; every DoFn's specs
-are inspected each time Beam asks), once as `python -m pipeline run` runs it
-(pipeline/in_process.py). Rounds alternate the order. For each run: the pipeline's
-seconds, its components', how often each cost was paid and the seconds it took, the bytes Beam's
-cache was told its values take and the test metrics (both must agree), and the peak memory.
+and every function's arguments are inspected each time Beam asks; dill pickles), once as
+`python -m pipeline run` runs it (pipeline/in_process.py). Rounds alternate the order. For
+each run: the pipeline's seconds, its components', how often each cost was paid and the
+seconds it took, the bytes Beam's cache was told its values take and the test metrics (both
+must agree), and the peak memory.
 Writes bench/results/in_process.json.
 
     python -m bench.in_process [--rounds 2] [--note "what else was running"]
@@ -13,6 +14,7 @@ Writes bench/results/in_process.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -34,8 +36,9 @@ def child(mode: str, home: pathlib.Path, output: pathlib.Path) -> None:
     """One pipeline run in this process, Beam's two costs counted where they are paid."""
     from pipeline.process_gc import imports_without_collection, skip_collection_at_exit
     with imports_without_collection():  # as `python -m pipeline run` imports them
+        from apache_beam.internal import pickler
         from apache_beam.runners.worker import statecache
-        from apache_beam.transforms import userstate
+        from apache_beam.transforms import core, userstate
 
         from pipeline import in_process
         from pipeline.config import PipelineConfig
@@ -43,14 +46,15 @@ def child(mode: str, home: pathlib.Path, output: pathlib.Path) -> None:
         from pipeline.progress import configure_logging
         from specs.dataset import load_spec
 
-    paid = {"dofn_inspections": 0, "dofn_inspection_s": 0.0, "cache_sizings": 0, "cache_sizing_s": 0.0,
-            "cache_sized_bytes": 0}
+    paid = {"dofn_inspections": 0, "dofn_inspection_s": 0.0, "argument_inspections": 0, "argument_inspection_s": 0.0,
+            "cache_sizings": 0, "cache_sizing_s": 0.0, "cache_sized_bytes": 0, "pickles": 0, "pickle_s": 0.0,
+            "unpickles": 0, "unpickle_s": 0.0}
 
     def counted(function, count: str, seconds: str, total: str | None = None):
-        def wrapper(*args):
+        def wrapper(*args, **kwargs):
             began = time.perf_counter()
             try:
-                result = function(*args)
+                result = function(*args, **kwargs)
             finally:
                 paid[seconds] += time.perf_counter() - began
                 paid[count] += 1
@@ -59,12 +63,19 @@ def child(mode: str, home: pathlib.Path, output: pathlib.Path) -> None:
             return result
         return wrapper
 
-    # Beam's functions, counted; the memo (when on) wraps the counted inspection, so only misses count.
+    # Beam's functions, counted; a memo (when on) wraps the counted inspection, so only misses count.
+    # Each inspection's time includes the argument inspections it makes.
     userstate.get_dofn_specs = counted(userstate.get_dofn_specs, "dofn_inspections", "dofn_inspection_s")
+    core.get_function_args_defaults = counted(core.get_function_args_defaults, "argument_inspections",
+                                              "argument_inspection_s")
     statecache.get_deep_size = counted(statecache.get_deep_size, "cache_sizings", "cache_sizing_s", "cache_sized_bytes")
+    pickler.dumps = counted(pickler.dumps, "pickles", "pickle_s")  # whichever library is chosen
+    pickler.loads = counted(pickler.loads, "unpickles", "unpickle_s")
     if mode == "as_shipped":
         in_process.size_beam_cache_without_module_walk = lambda: None
         in_process.memoize_dofn_specs = lambda: False
+        in_process.memoize_function_args = lambda: False
+        in_process.cloudpickle_for_in_process_beam = contextlib.nullcontext  # Beam's own pickler (dill)
     configure_logging(verbose=False)
     report = run_local(load_spec("churn"), PipelineConfig(home=home / "runs", serving_dir=home / "serving"))
     output.write_text(json.dumps({"mode": mode, "pipeline_s": round(report.seconds, 2),
@@ -97,8 +108,10 @@ def compare(rounds: int, note: str | None) -> dict:
                 runs[mode].append(run_child(mode, pathlib.Path(scratch), f"run{round_}{MODES.index(mode)}"))
                 loads.append(os.getloadavg())
     medians = {mode: {key: round(statistics.median(r[key] for r in runs[mode]), 2)
-                      for key in ("pipeline_s", "peak_rss_mb", "dofn_inspections", "dofn_inspection_s", "cache_sizings",
-                                  "cache_sizing_s", "cache_sized_bytes")} for mode in MODES}
+                      for key in ("pipeline_s", "peak_rss_mb", "dofn_inspections", "dofn_inspection_s",
+                                  "argument_inspections", "argument_inspection_s", "cache_sizings", "cache_sizing_s",
+                                  "cache_sized_bytes", "pickles", "pickle_s", "unpickles", "unpickle_s")}
+               for mode in MODES}
     shipped, ours = medians["as_shipped"], medians["in_process"]
     metrics = {json.dumps(r["test_metrics"], sort_keys=True) for mode in MODES for r in runs[mode]}
     return {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -107,7 +120,10 @@ def compare(rounds: int, note: str | None) -> dict:
             "medians": medians,
             "saved_s": {"pipeline": round(shipped["pipeline_s"] - ours["pipeline_s"], 2),
                         "dofn_inspection": round(shipped["dofn_inspection_s"] - ours["dofn_inspection_s"], 2),
-                        "cache_sizing": round(shipped["cache_sizing_s"] - ours["cache_sizing_s"], 2)},
+                        "argument_inspection": round(shipped["argument_inspection_s"] - ours["argument_inspection_s"], 2),
+                        "cache_sizing": round(shipped["cache_sizing_s"] - ours["cache_sizing_s"], 2),
+                        "pickling": round(shipped["pickle_s"] + shipped["unpickle_s"]
+                                          - ours["pickle_s"] - ours["unpickle_s"], 2)},
             "same_test_metrics_in_every_run": len(metrics) == 1,
             "same_cache_sizes_in_every_run": len({r["cache_sized_bytes"] for mode in MODES for r in runs[mode]}) == 1,
             "runs": runs}

@@ -1,28 +1,32 @@
 """Runs a TFX pipeline in this process with LocalDagRunner: the one way our commands start one.
 
-Beam's in-process runner carries two fixed costs that grow with every module loaded and every
-transform in a pipeline, not with the data. Both are removed here, for the runs this process
+Beam's in-process runner carries fixed costs that grow with every module loaded and every
+transform in a pipeline, not with the data. Four are removed here, for the runs this process
 starts, without changing what is computed (`python -m bench.in_process` measures them and
 checks that the test metrics agree). Remote runners (Dataflow, Flink, Spark, Kubeflow pods)
 start their own processes and are left as Beam made them.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import types
 import weakref
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import apache_beam
 import objsize
-from apache_beam.transforms import userstate
+from apache_beam.internal import pickler
+from apache_beam.transforms import core, userstate
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.orchestration.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
-# The Beam release whose `userstate.get_dofn_specs` the memo below was checked against (the lock
-# pins it). Under another release the memo stays off until tests/test_in_process.py passes there.
+# The Beam release whose `userstate.get_dofn_specs` and `core.get_function_args_defaults` the memos
+# below were checked against (the lock pins it). Under another release they stay off until
+# tests/test_in_process.py passes there.
 CHECKED_BEAM = "2.59.0"
 
 
@@ -72,20 +76,98 @@ class DoFnSpecsMemo:
         return set(state_specs), set(timer_specs)  # callers get their own sets, as from Beam
 
 
-def memoize_dofn_specs() -> bool:
-    """Installs the memo on the checked Beam release; returns whether it is installed."""
-    if isinstance(userstate.get_dofn_specs, DoFnSpecsMemo):
+class FunctionArgsMemo:
+    """`core.get_function_args_defaults`, computed once per Python function.
+
+    Beam reads the argument names and defaults of every method of every DoFn it builds, and
+    every ParDo copies its DoFn and every bundle unpickles its own, so a churn run asked about
+    56,000 times, for a few thousand distinct functions. The answer depends only on the
+    function's code, its default values and whether it is bound (binding drops the first
+    argument); it is kept per function while the function and those attributes are the ones it
+    was computed from. Anything else (builtins, partials, callable objects, functions carrying
+    `__wrapped__` or `__signature__`, whose signature comes from elsewhere) is inspected each
+    time, as before."""
+
+    def __init__(self, compute: Callable[[Any], tuple[list, list]]) -> None:
+        self.compute = compute
+        self._answers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # function -> {bound: entry}
+        self._lock = threading.Lock()  # Beam's in-process runner executes bundles on worker threads
+
+    @staticmethod
+    def _plain_function(f: Any) -> tuple[types.FunctionType | None, bool]:
+        function, bound = (f.__func__, True) if isinstance(f, types.MethodType) else (f, False)
+        if type(function) is not types.FunctionType or hasattr(function, "__wrapped__") \
+                or hasattr(function, "__signature__"):
+            return None, bound
+        return function, bound
+
+    def __call__(self, f: Any) -> tuple[list, list]:
+        function, bound = self._plain_function(f)
+        if function is None:
+            return self.compute(f)
+        made_of = (function.__code__, function.__defaults__, function.__kwdefaults__)
+        with self._lock:
+            entry = self._answers.get(function, {}).get(bound)
+        if entry is None or any(now is not then for now, then in zip(made_of, entry[0])):
+            entry = (made_of, self.compute(f))
+            with self._lock:
+                self._answers.setdefault(function, {})[bound] = entry
+        args, defaults = entry[1]
+        return list(args), list(defaults)  # callers get their own lists, as from Beam
+
+
+def install_memo(owner: Any, name: str, memo_class: type, what: str) -> bool:
+    """Replaces `owner.name` with `memo_class(owner.name)` on the checked Beam release only."""
+    if isinstance(getattr(owner, name), memo_class):
         return True
     if apache_beam.__version__ != CHECKED_BEAM:
-        log.info("Beam %s: DoFn specs are inspected each time Beam asks (the memo was checked on %s only)",
-                 apache_beam.__version__, CHECKED_BEAM)
+        log.info("Beam %s: %s each time Beam asks (the memo was checked on %s only)",
+                 apache_beam.__version__, what, CHECKED_BEAM)
         return False
-    userstate.get_dofn_specs = DoFnSpecsMemo(userstate.get_dofn_specs)
+    setattr(owner, name, memo_class(getattr(owner, name)))
     return True
+
+
+def memoize_dofn_specs() -> bool:
+    """Installs the DoFn specs memo; returns whether it is installed."""
+    return install_memo(userstate, "get_dofn_specs", DoFnSpecsMemo, "DoFn specs are inspected")
+
+
+def memoize_function_args() -> bool:
+    """Installs the function arguments memo; returns whether it is installed."""
+    return install_memo(core, "get_function_args_defaults", FunctionArgsMemo, "function arguments are inspected")
+
+
+@contextlib.contextmanager
+def cloudpickle_for_in_process_beam(beam_args: list[str]) -> Iterator[str]:
+    """Beam pickles every DoFn, CombineFn and coder when it builds, converts and runs a pipeline
+    (about 5,000 pickles and 6,500 unpickles in a churn run); dill, Beam 2.59's default, does so
+    in Python and resets its logger's level on every call, cloudpickle (Beam's default from 2.65)
+    with the C pickler. Within the block Beam's default is cloudpickle when `beam_args` is empty:
+    every pickle is then unpickled in this process. Given Beam args (another runner, worker
+    processes), the default stays Beam's, as those workers expect; `--pickle_library` always
+    wins. Yields the default in force."""
+    chosen = pickler.USE_CLOUDPICKLE if not beam_args else pickler.DEFAULT_PICKLE_LIB
+    previous_default, previous_library = pickler.DEFAULT_PICKLE_LIB, pickler.desired_pickle_lib
+    pickler.DEFAULT_PICKLE_LIB = chosen
+    try:
+        yield chosen
+    finally:
+        pickler.DEFAULT_PICKLE_LIB = previous_default
+        if pickler.desired_pickle_lib is not previous_library:
+            pickler.set_library(pickler.USE_DILL if previous_library is pickler.dill_pickler else pickler.USE_CLOUDPICKLE)
+
+
+def beam_args_of(pipeline: Pipeline) -> list:
+    """Every Beam arg the pipeline's components get: the pipeline's and their own."""
+    return [arg for node in pipeline.components
+            for arg in getattr(getattr(node, "executor_spec", None), "beam_pipeline_args", None) or []]
 
 
 def run_in_process(pipeline: Pipeline) -> None:
     """LocalDagRunner's run, with Beam's fixed costs above removed."""
     size_beam_cache_without_module_walk()
     memoize_dofn_specs()
-    LocalDagRunner().run(pipeline)
+    memoize_function_args()
+    with cloudpickle_for_in_process_beam(beam_args_of(pipeline)):
+        LocalDagRunner().run(pipeline)

@@ -1,30 +1,43 @@
 """Beam's in-process fixed costs are removed without changing what Beam computes.
 
-pipeline/in_process.py sizes Beam's cache without walking every module and asks each DoFn
-for its state and timer specs once. These tests hold both against Beam itself: the same sizes,
-the same specs (per DoFn, not per class), and a stateful Beam pipeline that still computes the
-right answer. How much time they save is measured by `python -m bench.in_process`, not here.
+pipeline/in_process.py sizes Beam's cache without walking every module, asks each DoFn for
+its state and timer specs once and each function for its arguments once, and pickles with
+cloudpickle when every pickle stays in this process. These tests hold each against Beam
+itself: the same sizes, specs and arguments, Beam pipelines (stateful, combining, our own
+preprocessing under tf.Transform) that compute the same, and the pickler Beam really uses
+during a TFX run. How much time they save is measured by `python -m bench.in_process`.
 """
 from __future__ import annotations
 
+import functools
 import gc
+import json
 import logging
+import pathlib
 import re
 
 import apache_beam as beam
 import numpy as np
 import objsize
+import pandas as pd
 import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
 from apache_beam.coders import VarIntCoder
+from apache_beam.internal import cloudpickle_pickler, dill_pickler, pickler
 from apache_beam.runners.worker import statecache
 from apache_beam.testing.util import assert_that, equal_to
-from apache_beam.transforms import userstate
+from apache_beam.transforms import core, userstate
 from apache_beam.transforms.userstate import BagStateSpec, TimerSpec, on_timer
+from tensorflow_transform.tf_metadata import schema_utils
 from tfx.orchestration import metadata
 from tfx.orchestration.pipeline import Pipeline
 
+from models.preprocessing import preprocessing_fn
 from pipeline import in_process
 from specs.dataset import PROJECT_ROOT
+from tests.pickler_probe_component import RecordBeamsPickler
 
 COUNT = BagStateSpec("count", VarIntCoder())
 FLUSH = TimerSpec("flush", userstate.TimeDomain.WATERMARK)
@@ -162,10 +175,198 @@ def test_sizes_are_the_same_without_the_module_walk():
     assert len(walked.new_context().exclude_set) > 1000  # the walk it replaces
 
 
-def test_run_in_process_installs_both(tmp_path):
+def beams_get_function_args_defaults():
+    installed = core.get_function_args_defaults
+    return installed.compute if isinstance(installed, in_process.FunctionArgsMemo) else installed
+
+
+def with_defaults(a, b=1, *rest, c=2, **more):
+    return a
+
+
+def wrapping(function):
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        return function(*args, **kwargs)
+    return wrapper
+
+
+class Callable:
+    def __call__(self, x, y=3):
+        return x
+
+
+CALLABLES = [
+    with_defaults, lambda x, y=5: x, CountPerKey().process, CountPerKey().emit, Stateless().process,
+    CountPerKey.process, Delegating(CountPerKey().process).helper, len, functools.partial(with_defaults, 0),
+    Callable(), wrapping(with_defaults), beam.DoFn.process, dict.get,
+]
+
+
+def test_memoised_arguments_are_beams_own():
+    in_process.memoize_function_args()
+    beams = beams_get_function_args_defaults()
+    for f in CALLABLES:
+        assert core.get_function_args_defaults(f) == beams(f), f
+        assert core.get_function_args_defaults(f) == beams(f), f  # the remembered answer too
+    args, defaults = core.get_function_args_defaults(CountPerKey().process)
+    assert args == ["element", "count", "flush", "key"] and defaults[0] == beam.DoFn.StateParam(COUNT)
+
+
+def test_each_function_is_inspected_once_bound_or_not():
+    calls: list = []
+    memo = in_process.FunctionArgsMemo(lambda f: calls.append(f) or beams_get_function_args_defaults()(f))
+    for _ in range(3):
+        memo(CountPerKey().process)  # a new instance each time: one function
+    memo(CountPerKey.process)  # unbound: `self` is an argument, another answer
+    assert len(calls) == 2
+    assert memo(CountPerKey.process)[0][0] == "self" and memo(CountPerKey().process)[0][0] == "element"
+
+
+def test_a_function_given_new_defaults_or_code_is_inspected_again():
+    def f(a, b=1):
+        return a
+    memo = in_process.FunctionArgsMemo(beams_get_function_args_defaults())
+    assert memo(f) == (["a", "b"], [1])
+    f.__defaults__ = (7,)
+    assert memo(f) == (["a", "b"], [7])
+    f.__code__ = (lambda x, y, z=0: x).__code__
+    f.__defaults__ = (0,)
+    assert memo(f) == (["x", "y", "z"], [0])
+
+
+def test_what_is_not_a_plain_function_is_inspected_every_time_and_answers_are_copies():
+    calls: list = []
+    memo = in_process.FunctionArgsMemo(lambda f: calls.append(f) or beams_get_function_args_defaults()(f))
+    for f in (len, functools.partial(with_defaults, 0), Callable(), wrapping(with_defaults)):
+        memo(f)
+        memo(f)
+    assert len(calls) == 8
+    memo(with_defaults)[0].append("changed")
+    assert memo(with_defaults)[0] == ["a", "b"]
+
+
+def test_an_answer_goes_with_its_function():
+    memo = in_process.FunctionArgsMemo(beams_get_function_args_defaults())
+    f = eval("lambda x, y=1: x")  # noqa: S307 - a function nothing else holds
+    memo(f)
+    assert len(memo._answers) == 1
+    del f
+    gc.collect()
+    assert len(memo._answers) == 0
+
+
+def test_another_beam_release_keeps_beams_function_arguments_and_says_so(monkeypatch, caplog):
+    monkeypatch.setattr(core, "get_function_args_defaults", beams_get_function_args_defaults())
+    monkeypatch.setattr(beam, "__version__", "9.9.9")
+    with caplog.at_level(logging.INFO, logger="pipeline.in_process"):
+        assert in_process.memoize_function_args() is False
+    assert not isinstance(core.get_function_args_defaults, in_process.FunctionArgsMemo)
+    assert "function arguments are inspected each time" in caplog.text
+
+
+def pickler_of_a_new_beam_pipeline(argv: list[str] | None = None):
+    beam.Pipeline(argv=argv)  # Beam chooses its pickler as it creates a pipeline
+    return pickler.desired_pickle_lib
+
+
+def test_beam_pickles_with_cloudpickle_only_while_every_pickle_stays_in_this_process():
+    assert pickler_of_a_new_beam_pipeline() is dill_pickler  # Beam 2.59's own default
+    with in_process.cloudpickle_for_in_process_beam([]) as chosen:
+        assert chosen == "cloudpickle" and pickler_of_a_new_beam_pipeline() is cloudpickle_pickler
+        assert pickler_of_a_new_beam_pipeline(["--pickle_library=dill"]) is dill_pickler  # asked for: wins
+        assert pickler_of_a_new_beam_pipeline() is cloudpickle_pickler
+    assert pickler.desired_pickle_lib is dill_pickler  # restored, not only at the next pipeline
+    assert pickler_of_a_new_beam_pipeline() is dill_pickler
+    with in_process.cloudpickle_for_in_process_beam(["--direct_running_mode=multi_processing"]) as chosen:
+        assert chosen == "dill" and pickler_of_a_new_beam_pipeline() is dill_pickler  # workers unpickle
+
+
+class Mean(beam.CombineFn):
+    def create_accumulator(self):
+        return [0.0, 0]
+
+    def add_input(self, accumulator, value):
+        accumulator[0] += value  # mutates its accumulator: combiners copied by unpickling must not share one
+        accumulator[1] += 1
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        total = self.create_accumulator()
+        for value, count in accumulators:
+            total[0] += value
+            total[1] += count
+        return total
+
+    def extract_output(self, accumulator):
+        return accumulator[0] / accumulator[1]
+
+
+def test_lifted_and_fanned_out_combiners_compute_the_same_under_cloudpickle():
+    """Beam 2.59 splits a combiner into pre-combine, merge and extract stages (and with hot-key
+    fanout, more), each unpickling its own copy: cloudpickle once gave such copies one object
+    (apache/beam#26209)."""
+    rows = [(f"k{i % 3}", float(i)) for i in range(300)]
+    expected = {key: np.mean([v for k, v in rows if k == key]) for key in ("k0", "k1", "k2")}
+    with in_process.cloudpickle_for_in_process_beam([]):
+        with beam.Pipeline() as p:
+            assert pickler.desired_pickle_lib is cloudpickle_pickler
+            data = p | beam.Create(rows)
+            lifted = data | "lifted" >> beam.CombinePerKey(Mean())
+            fanned = data | "fanned" >> beam.CombinePerKey(Mean()).with_hot_key_fanout(4)
+            counted = data | beam.ParDo(CountPerKey())
+            assert_that(lifted, equal_to(list(expected.items())), label="lifted means")
+            assert_that(fanned, equal_to(list(expected.items())), label="fanned-out means")
+            assert_that(counted, equal_to([("k0", 100), ("k1", 100), ("k2", 100)]), label="stateful counts")
+
+
+CHURN_INTS = {"CreditScore", "Age", "Tenure", "NumOfProducts", "HasCrCard", "IsActiveMember", "Exited"}
+CHURN_STRINGS = {"Geography", "Gender"}
+
+
+def transformed_churn(rows: list[dict], spec: dict, temp_dir: pathlib.Path, beam_args: list[str]) -> dict:
+    """Our preprocessing_fn analysed and applied by tf.Transform on Beam, in this process; the
+    transformed rows come back through a file (a DoFn works on its own unpickled copy)."""
+    feature_spec = {name: tf.io.FixedLenFeature([1], tf.int64 if name in CHURN_INTS else
+                                                tf.string if name in CHURN_STRINGS else tf.float32)
+                    for name in rows[0]}
+    metadata_ = tft.DatasetMetadata(schema_utils.schema_from_feature_spec(feature_spec))
+    output = temp_dir / "transformed.jsonl"
+    with in_process.cloudpickle_for_in_process_beam(beam_args), tft_beam.Context(temp_dir=str(temp_dir)):
+        with beam.Pipeline(argv=beam_args) as p:
+            library = pickler.desired_pickle_lib
+            data = p | beam.Create([{k: [v] for k, v in row.items()} for row in rows])
+            (transformed, _), _ = (data, metadata_) | tft_beam.AnalyzeAndTransformDataset(
+                lambda inputs: preprocessing_fn(inputs, {"spec": spec}))
+            _ = (transformed | beam.Map(lambda row: json.dumps({k: np.ravel(v).tolist() for k, v in row.items()}))
+                 | beam.io.WriteToText(str(output), shard_name_template=""))
+    assert library is (cloudpickle_pickler if not beam_args else dill_pickler)
+    collected = [json.loads(line) for line in output.read_text().splitlines()]
+    return {name: np.concatenate([row[name] for row in collected]) for name in collected[0]}
+
+
+def test_our_preprocessing_computes_the_same_under_cloudpickle_and_dill(churn_spec, tmp_path):
+    frame = pd.read_csv(PROJECT_ROOT / "data/churn/Churn_Modelling.csv", nrows=400)
+    rows = [{name: (str(value) if name in CHURN_STRINGS else int(value) if name in CHURN_INTS else float(value))
+             for name, value in record.items() if name in churn_spec.feature_names or name == churn_spec.label}
+            for record in frame.to_dict("records")]
+    under_cloudpickle = transformed_churn(rows, churn_spec.to_dict(), tmp_path / "a", [])
+    under_dill = transformed_churn(rows, churn_spec.to_dict(), tmp_path / "b", ["--pickle_library=dill"])
+    assert sorted(under_cloudpickle) == sorted(under_dill) and len(under_cloudpickle["Exited"]) == 400
+    for name in under_dill:
+        np.testing.assert_array_equal(np.sort(under_cloudpickle[name]), np.sort(under_dill[name]), err_msg=name)
+    assert abs(np.mean(under_dill["CreditScore"])) < 1e-5  # z-scored: the comparison compared something
+
+
+def test_run_in_process_installs_each_and_beam_pickles_with_cloudpickle_during_the_run(tmp_path):
     objsize.default_settings.update(exclude_modules_globals=True)
+    record = tmp_path / "pickler.txt"
     in_process.run_in_process(Pipeline(
-        pipeline_name="empty", pipeline_root=str(tmp_path / "root"), components=[],
+        pipeline_name="record", pipeline_root=str(tmp_path / "root"),
+        components=[RecordBeamsPickler(record=str(record))],
         metadata_connection_config=metadata.sqlite_metadata_connection_config(str(tmp_path / "m.sqlite"))))
     assert objsize.default_settings.exclude_modules_globals is False
     assert isinstance(userstate.get_dofn_specs, in_process.DoFnSpecsMemo)
+    assert isinstance(core.get_function_args_defaults, in_process.FunctionArgsMemo)
+    assert record.read_text() == cloudpickle_pickler.__name__
+    assert pickler_of_a_new_beam_pipeline() is dill_pickler  # and Beam's default again after it
