@@ -2,7 +2,8 @@
 
 Each round runs the churn pipeline twice, each time in a fresh process with an empty home:
 once with Beam as shipped (its cache sizer walks every module per lookup; every DoFn's specs
-and every function's arguments are inspected each time Beam asks; dill pickles), once as
+and every function's arguments are inspected each time Beam asks; dill pickles; each bundle's
+end waits for a state-sampling sleep of up to 200 ms), once as
 `python -m pipeline run` runs it (pipeline/in_process.py). Rounds alternate the order. For
 each run: the pipeline's seconds, its components', how often each cost was paid and the
 seconds it took, the bytes Beam's cache was told its values take and the test metrics (both
@@ -37,7 +38,7 @@ def child(mode: str, home: pathlib.Path, output: pathlib.Path) -> None:
     from pipeline.process_gc import imports_without_collection, skip_collection_at_exit
     with imports_without_collection():  # as `python -m pipeline run` imports them
         from apache_beam.internal import pickler
-        from apache_beam.runners.worker import statecache
+        from apache_beam.runners.worker import statecache, statesampler
         from apache_beam.transforms import core, userstate
 
         from pipeline import in_process
@@ -48,7 +49,7 @@ def child(mode: str, home: pathlib.Path, output: pathlib.Path) -> None:
 
     paid = {"dofn_inspections": 0, "dofn_inspection_s": 0.0, "argument_inspections": 0, "argument_inspection_s": 0.0,
             "cache_sizings": 0, "cache_sizing_s": 0.0, "cache_sized_bytes": 0, "pickles": 0, "pickle_s": 0.0,
-            "unpickles": 0, "unpickle_s": 0.0}
+            "unpickles": 0, "unpickle_s": 0.0, "bundle_ends": 0, "bundle_end_s": 0.0}
 
     def counted(function, count: str, seconds: str, total: str | None = None):
         def wrapper(*args, **kwargs):
@@ -71,10 +72,12 @@ def child(mode: str, home: pathlib.Path, output: pathlib.Path) -> None:
     statecache.get_deep_size = counted(statecache.get_deep_size, "cache_sizings", "cache_sizing_s", "cache_sized_bytes")
     pickler.dumps = counted(pickler.dumps, "pickles", "pickle_s")  # whichever library is chosen
     pickler.loads = counted(pickler.loads, "unpickles", "unpickle_s")
+    statesampler.StateSampler.stop = counted(statesampler.StateSampler.stop, "bundle_ends", "bundle_end_s")
     if mode == "as_shipped":
         in_process.size_beam_cache_without_module_walk = lambda: None
         in_process.memoize_dofn_specs = lambda: False
         in_process.memoize_function_args = lambda: False
+        in_process.sample_bundle_states_briefly = lambda: False
         in_process.cloudpickle_for_in_process_beam = contextlib.nullcontext  # Beam's own pickler (dill)
     configure_logging(verbose=False)
     report = run_local(load_spec("churn"), PipelineConfig(home=home / "runs", serving_dir=home / "serving"))
@@ -110,7 +113,8 @@ def compare(rounds: int, note: str | None) -> dict:
     medians = {mode: {key: round(statistics.median(r[key] for r in runs[mode]), 2)
                       for key in ("pipeline_s", "peak_rss_mb", "dofn_inspections", "dofn_inspection_s",
                                   "argument_inspections", "argument_inspection_s", "cache_sizings", "cache_sizing_s",
-                                  "cache_sized_bytes", "pickles", "pickle_s", "unpickles", "unpickle_s")}
+                                  "cache_sized_bytes", "pickles", "pickle_s", "unpickles", "unpickle_s",
+                                  "bundle_ends", "bundle_end_s")}
                for mode in MODES}
     shipped, ours = medians["as_shipped"], medians["in_process"]
     metrics = {json.dumps(r["test_metrics"], sort_keys=True) for mode in MODES for r in runs[mode]}
@@ -123,7 +127,8 @@ def compare(rounds: int, note: str | None) -> dict:
                         "argument_inspection": round(shipped["argument_inspection_s"] - ours["argument_inspection_s"], 2),
                         "cache_sizing": round(shipped["cache_sizing_s"] - ours["cache_sizing_s"], 2),
                         "pickling": round(shipped["pickle_s"] + shipped["unpickle_s"]
-                                          - ours["pickle_s"] - ours["unpickle_s"], 2)},
+                                          - ours["pickle_s"] - ours["unpickle_s"], 2),
+                        "bundle_end_wait": round(shipped["bundle_end_s"] - ours["bundle_end_s"], 2)},
             "same_test_metrics_in_every_run": len(metrics) == 1,
             "same_cache_sizes_in_every_run": len({r["cache_sized_bytes"] for mode in MODES for r in runs[mode]}) == 1,
             "runs": runs}

@@ -1,11 +1,11 @@
 """Beam's in-process fixed costs are removed without changing what Beam computes.
 
 pipeline/in_process.py sizes Beam's cache without walking every module, asks each DoFn for
-its state and timer specs once and each function for its arguments once, and pickles with
-cloudpickle when every pickle stays in this process. These tests hold each against Beam
-itself: the same sizes, specs and arguments, Beam pipelines (stateful, combining, our own
-preprocessing under tf.Transform) that compute the same, and the pickler Beam really uses
-during a TFX run. How much time they save is measured by `python -m bench.in_process`.
+its state and timer specs once and each function for its arguments once, samples bundle
+states at most 20 ms apart, and pickles with cloudpickle when every pickle stays in this
+process. These tests hold each against Beam itself: the same sizes, specs, arguments and
+state timings, Beam pipelines (stateful, combining, our own preprocessing under tf.Transform)
+that compute the same, and the pickler Beam really uses during a TFX run. How much time they save is measured by `python -m bench.in_process`.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import json
 import logging
 import pathlib
 import re
+import time
 
 import apache_beam as beam
 import numpy as np
@@ -26,10 +27,11 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from apache_beam.coders import VarIntCoder
 from apache_beam.internal import cloudpickle_pickler, dill_pickler, pickler
-from apache_beam.runners.worker import statecache
+from apache_beam.runners.worker import statecache, statesampler
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import core, userstate
 from apache_beam.transforms.userstate import BagStateSpec, TimerSpec, on_timer
+from apache_beam.utils.counters import CounterFactory, CounterName
 from tensorflow_transform.tf_metadata import schema_utils
 from tfx.orchestration import metadata
 from tfx.orchestration.pipeline import Pipeline
@@ -265,6 +267,42 @@ def test_another_beam_release_keeps_beams_function_arguments_and_says_so(monkeyp
     assert "function arguments are inspected each time" in caplog.text
 
 
+def test_bundle_states_are_sampled_at_most_20_ms_apart_unless_a_period_is_given():
+    assert in_process.sample_bundle_states_briefly() and in_process.sample_bundle_states_briefly()  # once
+    assert statesampler.StateSampler("stage", CounterFactory()).sampling_period_ms == 20  # as Beam's callers create it
+    assert statesampler.StateSampler("stage", CounterFactory(), 200).sampling_period_ms == 200
+    assert statesampler.StateSampler("stage", CounterFactory(), sampling_period_ms=5).sampling_period_ms == 5
+
+
+def test_the_sampled_time_is_still_attributed_to_each_state():
+    """Beam's own accounting, at the shorter period: each state's msecs counter gets its time."""
+    in_process.sample_bundle_states_briefly()
+    factory = CounterFactory()
+    sampler = statesampler.StateSampler("stage", factory)
+    assert statesampler.FAST_SAMPLER  # the compiled sampler, which samples (the pure-Python one does not)
+    sampler.start()
+    with sampler.scoped_state("step", "process"):
+        time.sleep(0.4)
+        with sampler.scoped_state("step", "finish"):
+            time.sleep(0.2)
+    sampler.stop()
+    sampler.commit_counters()
+    msecs = {counter.name: counter.value() for counter in factory.get_counters()}
+    process = msecs[CounterName("process-msecs", step_name="step", stage_name="stage")]
+    finish = msecs[CounterName("finish-msecs", step_name="step", stage_name="stage")]
+    assert 300 <= process <= 1000 and 150 <= finish <= 1000 and process > finish
+
+
+def test_another_beam_release_keeps_beams_sampling_period_and_says_so(monkeypatch, caplog):
+    monkeypatch.setattr(statesampler.StateSampler, "__init__", statesampler.StateSampler.__init__.__wrapped__
+                        if hasattr(statesampler.StateSampler.__init__, "period_ms") else statesampler.StateSampler.__init__)
+    monkeypatch.setattr(beam, "__version__", "9.9.9")
+    with caplog.at_level(logging.INFO, logger="pipeline.in_process"):
+        assert in_process.sample_bundle_states_briefly() is False
+    assert statesampler.StateSampler("stage", CounterFactory()).sampling_period_ms == 200
+    assert "sampled at Beam's own period" in caplog.text
+
+
 def pickler_of_a_new_beam_pipeline(argv: list[str] | None = None):
     beam.Pipeline(argv=argv)  # Beam chooses its pickler as it creates a pipeline
     return pickler.desired_pickle_lib
@@ -368,5 +406,6 @@ def test_run_in_process_installs_each_and_beam_pickles_with_cloudpickle_during_t
     assert objsize.default_settings.exclude_modules_globals is False
     assert isinstance(userstate.get_dofn_specs, in_process.DoFnSpecsMemo)
     assert isinstance(core.get_function_args_defaults, in_process.FunctionArgsMemo)
+    assert statesampler.StateSampler("stage", CounterFactory()).sampling_period_ms == 20
     assert record.read_text() == cloudpickle_pickler.__name__
     assert pickler_of_a_new_beam_pipeline() is dill_pickler  # and Beam's default again after it
