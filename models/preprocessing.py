@@ -36,12 +36,26 @@ def transform_label(spec: DatasetSpec, label: tf.Tensor) -> tf.Tensor:
     return tf.cast(label, tf.float32)
 
 
+def z_scores(features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """Each feature z-scored with its own train-split mean and variance.
+
+    Features of one value per example are scaled as the columns of one [batch, k] tensor with
+    a single element-wise analyser: one mean-and-variance pass in Transform's Beam pipeline and
+    one in its graph for all of them, not one per feature (churn's Transform took 1.8 s less;
+    digits has 64 such features). Features of another or unknown width keep their own analyser."""
+    columns = [name for name, value in features.items() if value.shape.rank == 2 and value.shape[1] == 1]
+    scaled = {name: tft.scale_to_z_score(value) for name, value in features.items() if name not in columns}
+    if columns:
+        stacked = tft.scale_to_z_score(tf.concat([features[name] for name in columns], axis=1), elementwise=True)
+        scaled.update({name: stacked[:, index:index + 1] for index, name in enumerate(columns)})
+    return {name: scaled[name] for name in features}
+
+
 def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]) -> dict[str, tf.Tensor]:
     """z-score numeric features, vocabulary-encode categorical ones, pass images (encoded) and the label."""
     spec = DatasetSpec.from_dict(custom_config["spec"])
     outputs: dict[str, tf.Tensor] = {}
-    for name in spec.numeric_features:
-        outputs[name] = tft.scale_to_z_score(tf.cast(_dense(inputs[name]), tf.float32))
+    outputs.update(z_scores({name: tf.cast(_dense(inputs[name]), tf.float32) for name in spec.numeric_features}))
     for name in spec.categorical_features:
         outputs[name] = tft.compute_and_apply_vocabulary(
             _dense(inputs[name]), num_oov_buckets=OOV_BUCKETS, vocab_filename=vocabulary_name(name))

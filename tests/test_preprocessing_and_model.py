@@ -8,7 +8,7 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import metadata_io, schema_utils
 
 from models import builders, heads
-from models.preprocessing import preprocessing_fn
+from models.preprocessing import preprocessing_fn, z_scores
 from pipeline.config import DEFAULT_BEAM_ARGS
 
 ROWS = [
@@ -54,6 +54,41 @@ def test_numeric_features_are_z_scored_and_categories_get_vocabulary_ids(churn_s
     assert geography[0] == geography[2] != geography[1]  # France, Spain, France
     assert tft_output.vocabulary_size_by_name("vocab_Geography") == 2
     assert out["Exited"].dtype == tf.int64 and list(out["Exited"].numpy().ravel()) == [0, 1, 0]
+
+
+def test_every_numeric_feature_gets_its_own_mean_and_variance(churn_spec, transformed):
+    """The one-value features are scaled together by one element-wise analyser (models/preprocessing.py
+    `z_scores`): each column must still get its own statistics, as with one analyser per feature."""
+    raw_spec = transformed.raw_feature_spec()
+    raw = {name: tf.constant([[row[name]] for row in ROWS], dtype=raw_spec[name].dtype) for name in ROWS[0]}
+    out = transformed.transform_features_layer()(raw)
+    for name in churn_spec.numeric_features:
+        values = np.array([row[name] for row in ROWS], dtype=np.float64)
+        expected = (values - values.mean()) / values.std() if values.std() else values - values.mean()
+        np.testing.assert_allclose(out[name].numpy().ravel(), expected, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_features_of_another_width_keep_their_own_analyser(tmp_path):
+    """A feature with two values per example is z-scored over all its values, beside two
+    one-value features scaled column by column."""
+    rows = [{"a": [1.0], "b": [10.0], "pair": [1.0, 5.0]}, {"a": [2.0], "b": [30.0], "pair": [3.0, 7.0]},
+            {"a": [6.0], "b": [20.0], "pair": [0.0, 2.0]}]
+    feature_spec = {"a": tf.io.FixedLenFeature([1], tf.float32), "b": tf.io.FixedLenFeature([1], tf.float32),
+                    "pair": tf.io.FixedLenFeature([2], tf.float32)}
+    metadata = tft.DatasetMetadata(schema_utils.schema_from_feature_spec(feature_spec))
+    with tft_beam.Context(temp_dir=str(tmp_path), force_tf_compat_v1=False):
+        with beam.Pipeline(argv=list(DEFAULT_BEAM_ARGS)) as p:
+            transform_fn = (p | beam.Create(rows), metadata) | tft_beam.AnalyzeDataset(z_scores)
+            _ = transform_fn | tft_beam.WriteTransformFn(str(tmp_path / "out"))
+    metadata_io.write_metadata(metadata, str(tmp_path / "out" / tft.TFTransformOutput.RAW_METADATA_DIR))
+    out = tft.TFTransformOutput(str(tmp_path / "out")).transform_features_layer()(
+        {name: tf.constant([row[name] for row in rows]) for name in feature_spec})
+    for name in ("a", "b"):
+        values = np.array([row[name][0] for row in rows])
+        np.testing.assert_allclose(out[name].numpy().ravel(), (values - values.mean()) / values.std(), rtol=1e-5)
+    pairs = np.array([row["pair"] for row in rows])
+    np.testing.assert_allclose(out["pair"].numpy(), (pairs - pairs.mean()) / pairs.std(), rtol=1e-5)
+    assert out["pair"].shape == (3, 2)
 
 
 def test_mlp_builder_is_the_lecture_architecture(churn_spec, transformed):
