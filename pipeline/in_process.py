@@ -37,7 +37,7 @@ BUNDLE_SAMPLING_PERIOD_MS = 20
 def size_beam_cache_without_module_walk() -> None:
     """Beam sizes every value it caches (side inputs, state) with objsize, whose default first
     collects the id of every loaded module's globals so that they are not counted: with
-    TensorFlow, TFX and Beam loaded, thousands of modules for each of a churn run's 205 lookups.
+    TensorFlow, TFX and Beam loaded, thousands of modules for each of a churn run's 149 lookups.
     Beam's own filter already skips modules, functions, frames and types, the ways a cached
     value reaches a module's globals, so the sizes (and the cache's evictions) stay as they
     were. objsize documents `default_settings` as the place to change its defaults."""
@@ -48,7 +48,7 @@ class DoFnSpecsMemo:
     """`userstate.get_dofn_specs`, computed once per DoFn instance.
 
     Beam asks for a DoFn's state and timer specs each time it builds, converts, visits or
-    executes the transform (6,596 times for about 1,470 DoFns in a churn run), and each answer
+    executes the transform (5,537 times for about 1,230 DoFns in a churn run), and each answer
     inspects the signature of every method the DoFn has. A DoFn's methods and their default
     parameters (where the specs are declared) are fixed once it exists, so its answer is too.
     Kept per instance, never per class: Beam inspects every method an instance holds, so two
@@ -85,7 +85,7 @@ class FunctionArgsMemo:
 
     Beam reads the argument names and defaults of every method of every DoFn it builds, and
     every ParDo copies its DoFn and every bundle unpickles its own, so a churn run asked about
-    56,000 times, for a few thousand distinct functions. The answer depends only on the
+    172,000 times, for a few thousand distinct functions. The answer depends only on the
     function's code, its default values and whether it is bound (binding drops the first
     argument); it is kept per function while the function and those attributes are the ones it
     was computed from. Anything else (builtins, partials, callable objects, functions carrying
@@ -145,8 +145,8 @@ def memoize_function_args() -> bool:
 def sample_bundle_states_briefly() -> bool:
     """Each bundle starts a thread that samples which state (start, process, finish of which
     step) the bundle is in, sleeping 2 ms at first and 20% longer each time up to 200 ms; the
-    bundle's end waits for the current sleep to finish. In a churn run, 237 bundles waited
-    0.8 s in all. With at most 20 ms between samples the same time is attributed (more
+    bundle's end waits for the current sleep to finish. In a churn run, 206 bundles waited
+    0.95 s in all. With at most 20 ms between samples the same time is attributed (more
     finely) and a bundle's end waits at most that long. Beam's callers give no period of their
     own; one given explicitly is kept. Returns whether the shorter period is installed."""
     sampler_init = statesampler.StateSampler.__init__
@@ -169,7 +169,7 @@ def sample_bundle_states_briefly() -> bool:
 @contextlib.contextmanager
 def cloudpickle_for_in_process_beam(beam_args: list[str]) -> Iterator[str]:
     """Beam pickles every DoFn, CombineFn and coder when it builds, converts and runs a pipeline
-    (about 5,000 pickles and 6,500 unpickles in a churn run); dill, Beam 2.59's default, does so
+    (about 4,200 pickles and 5,600 unpickles in a churn run); dill, Beam 2.59's default, does so
     in Python and resets its logger's level on every call, cloudpickle (Beam's default from 2.65)
     with the C pickler. Within the block Beam's default is cloudpickle when `beam_args` is empty:
     every pickle is then unpickled in this process. Given Beam args (another runner, worker
