@@ -99,16 +99,6 @@ def test_the_locked_beam_is_the_release_the_memo_was_checked_against():
     assert isinstance(userstate.get_dofn_specs, in_process.DoFnSpecsMemo)
 
 
-def test_another_beam_release_keeps_beams_own_function_and_says_so(monkeypatch, caplog):
-    """The release string is the only thing changed: an upgrade the memo was not checked against."""
-    monkeypatch.setattr(userstate, "get_dofn_specs", beams_get_dofn_specs())
-    monkeypatch.setattr(beam, "__version__", "9.9.9")
-    with caplog.at_level(logging.INFO, logger="pipeline.in_process"):
-        assert in_process.memoize_dofn_specs() is False
-    assert not isinstance(userstate.get_dofn_specs, in_process.DoFnSpecsMemo)
-    assert "Beam 9.9.9" in caplog.text and "checked on 2.59.0 only" in caplog.text
-
-
 def test_memoised_specs_are_beams_own():
     in_process.memoize_dofn_specs()
     beams = beams_get_dofn_specs()
@@ -258,13 +248,21 @@ def test_an_answer_goes_with_its_function():
     assert len(memo._answers) == 0
 
 
-def test_another_beam_release_keeps_beams_function_arguments_and_says_so(monkeypatch, caplog):
-    monkeypatch.setattr(core, "get_function_args_defaults", beams_get_function_args_defaults())
+@pytest.mark.parametrize("owner, name, memo_class, install, beams, what", [
+    (userstate, "get_dofn_specs", in_process.DoFnSpecsMemo, in_process.memoize_dofn_specs, beams_get_dofn_specs,
+     "DoFn specs are inspected each time"),
+    (core, "get_function_args_defaults", in_process.FunctionArgsMemo, in_process.memoize_function_args,
+     beams_get_function_args_defaults, "function arguments are inspected each time"),
+], ids=["dofn_specs", "function_args"])
+def test_another_beam_release_keeps_beams_own_functions_and_says_so(monkeypatch, caplog, owner, name, memo_class,
+                                                                    install, beams, what):
+    """The release string is the only thing changed: an upgrade the memos were not checked against."""
+    monkeypatch.setattr(owner, name, beams())
     monkeypatch.setattr(beam, "__version__", "9.9.9")
     with caplog.at_level(logging.INFO, logger="pipeline.in_process"):
-        assert in_process.memoize_function_args() is False
-    assert not isinstance(core.get_function_args_defaults, in_process.FunctionArgsMemo)
-    assert "function arguments are inspected each time" in caplog.text
+        assert install() is False
+    assert not isinstance(getattr(owner, name), memo_class)
+    assert "Beam 9.9.9" in caplog.text and what in caplog.text and "checked on 2.59.0 only" in caplog.text
 
 
 def test_bundle_states_are_sampled_at_most_20_ms_apart_unless_a_period_is_given():
