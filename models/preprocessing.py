@@ -42,7 +42,9 @@ def z_scores(features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     Features of one value per example are scaled as the columns of one [batch, k] tensor with
     a single element-wise analyser: one mean-and-variance pass in Transform's Beam pipeline and
     one in its graph for all of them, not one per feature (churn has eight such features, digits
-    64). Features of another or unknown width keep their own analyser."""
+    64). Features of another or unknown width keep their own analyser. A feature's scaled value
+    depends on its own value only, but the graph takes all of these features as inputs to give
+    any one of them (the served signatures always pass every feature)."""
     columns = [name for name, value in features.items() if value.shape.rank == 2 and value.shape[1] == 1]
     scaled = {name: tft.scale_to_z_score(value) for name, value in features.items() if name not in columns}
     if columns:
