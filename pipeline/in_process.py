@@ -120,13 +120,20 @@ class FunctionArgsMemo:
         return list(args), list(defaults)  # callers get their own lists, as from Beam
 
 
-def install_memo(owner: Any, name: str, memo_class: type, what: str) -> bool:
+def on_checked_beam(otherwise: str) -> bool:
+    """Whether the running Beam is the release the changes here were checked against; if not,
+    logs what happens instead (`otherwise`)."""
+    if apache_beam.__version__ == CHECKED_BEAM:
+        return True
+    log.info("Beam %s: %s (the change was checked on %s only)", apache_beam.__version__, otherwise, CHECKED_BEAM)
+    return False
+
+
+def install_memo(owner: Any, name: str, memo_class: type, otherwise: str) -> bool:
     """Replaces `owner.name` with `memo_class(owner.name)` on the checked Beam release only."""
     if isinstance(getattr(owner, name), memo_class):
         return True
-    if apache_beam.__version__ != CHECKED_BEAM:
-        log.info("Beam %s: %s each time Beam asks (the memo was checked on %s only)",
-                 apache_beam.__version__, what, CHECKED_BEAM)
+    if not on_checked_beam(otherwise):
         return False
     setattr(owner, name, memo_class(getattr(owner, name)))
     return True
@@ -134,12 +141,13 @@ def install_memo(owner: Any, name: str, memo_class: type, what: str) -> bool:
 
 def memoize_dofn_specs() -> bool:
     """Installs the DoFn specs memo; returns whether it is installed."""
-    return install_memo(userstate, "get_dofn_specs", DoFnSpecsMemo, "DoFn specs are inspected")
+    return install_memo(userstate, "get_dofn_specs", DoFnSpecsMemo, "DoFn specs are inspected each time Beam asks")
 
 
 def memoize_function_args() -> bool:
     """Installs the function arguments memo; returns whether it is installed."""
-    return install_memo(core, "get_function_args_defaults", FunctionArgsMemo, "function arguments are inspected")
+    return install_memo(core, "get_function_args_defaults", FunctionArgsMemo,
+                        "function arguments are inspected each time Beam asks")
 
 
 def sample_bundle_states_briefly() -> bool:
@@ -152,9 +160,7 @@ def sample_bundle_states_briefly() -> bool:
     sampler_init = statesampler.StateSampler.__init__
     if getattr(sampler_init, "period_ms", None) == BUNDLE_SAMPLING_PERIOD_MS:
         return True
-    if apache_beam.__version__ != CHECKED_BEAM:
-        log.info("Beam %s: bundle states sampled at Beam's own period (the change was checked on %s only)",
-                 apache_beam.__version__, CHECKED_BEAM)
+    if not on_checked_beam("bundle states sampled at Beam's own period"):
         return False
 
     @functools.wraps(sampler_init)
