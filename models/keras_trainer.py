@@ -12,6 +12,7 @@ from tfx_bsl.public import tfxio
 from models import builders, images, in_memory, signatures, vision
 from models import operating_point
 from models.early_stopping import EarlyStoppingKeepingBest
+from models.fit_variables import create_fit_variables
 from models.history import KerasHistory, TrainingHistory
 from models.step_count import StepCount
 from models.strategies import make_strategy, shard_by_example
@@ -64,6 +65,7 @@ def train(fn_args: FnArgs, spec: DatasetSpec, hparams: Mapping[str, Any]) -> Non
     hparams = {**hparams, "steps_per_execution": in_memory.STEPS_PER_EXECUTION if splits else 1}
     with strategy.scope():
         model = builders.build_model(spec, tf_transform_output, hparams)
+        create_fit_variables(model, eval_ds)
     model.summary(print_fn=log.info)
     # Validation split only (fn_args.eval_files); ends both fits on the best epoch's weights.
     early_stopping = EarlyStoppingKeepingBest("val_loss", patience=int(hparams.get("early_stopping_patience", 5)))
@@ -77,6 +79,8 @@ def train(fn_args: FnArgs, spec: DatasetSpec, hparams: Mapping[str, Any]) -> Non
                         callbacks=callbacks, verbose=0, class_weight=operating_point.class_weights(hparams))
     with strategy.scope():
         fine_tune_epochs = vision.unfreeze_for_fine_tuning(model, spec, hparams)
+        if fine_tune_epochs:  # recompiled: a new optimizer and new metrics
+            create_fit_variables(model, eval_ds)
     if fine_tune_epochs:  # transfer learning's second phase (VGG16 last block, lower learning rate)
         done = len(history.epoch)
         model.fit(train_ds, validation_data=eval_ds, initial_epoch=done, epochs=done + fine_tune_epochs,

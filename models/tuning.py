@@ -32,6 +32,7 @@ from tfx.components.tuner.component import TunerFnResult
 
 from models import builders, in_memory
 from models.early_stopping import EarlyStoppingKeepingBest
+from models.fit_variables import create_fit_variables
 from models.keras_trainer import datasets
 from specs.dataset import DatasetSpec
 from specs.errors import SpecError
@@ -101,6 +102,7 @@ class SpecHyperModel(kt.HyperModel):
         batch_size, seed = int(hparams.get("batch_size", 32)), int(hparams["seed"])
         train, validation = datasets(self.splits, self.fn_args, self.tf_transform_output, self.spec,
                                      batch_size, seed)
+        create_fit_variables(model, validation)
         stopping = EarlyStoppingKeepingBest("val_loss", patience=int(hparams.get("early_stopping_patience", 5)))
         history = model.fit(train, validation_data=validation, epochs=int(self.hparams["tuning_epochs"]),
                             callbacks=[stopping, *kwargs.get("callbacks", [])], verbose=0)

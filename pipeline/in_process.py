@@ -1,35 +1,43 @@
 """Runs a TFX pipeline in this process with LocalDagRunner: the one way our commands start one.
 
 Beam's in-process runner carries fixed costs that grow with every module loaded and every
-transform in a pipeline, not with the data. Five are removed here, for the runs this process
+transform in a pipeline, not with the data. Seven are removed here, for the runs this process
 starts, without changing what is computed (`python -m bench.in_process` measures them and
 checks that the test metrics agree). Remote runners (Dataflow, Flink, Spark, Kubeflow pods)
 start their own processes and are left as Beam made them.
 """
 from __future__ import annotations
 
+import bz2
 import contextlib
 import functools
 import logging
+import sys
 import threading
 import types
 import weakref
+import zlib
 from typing import Any, Callable, Iterator
 
 import apache_beam
+import cloudpickle
 import objsize
-from apache_beam.internal import pickler
+from apache_beam.internal import cloudpickle_pickler, pickler
 from apache_beam.runners.worker import statesampler
 from apache_beam.transforms import core, userstate
+from cloudpickle import cloudpickle_fast
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.orchestration.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
-# The Beam release whose `userstate.get_dofn_specs`, `core.get_function_args_defaults` and
-# `statesampler.StateSampler` the changes below were checked against (the lock pins it). Under
-# another release they stay off until tests/test_in_process.py passes there.
+# The Beam release whose `userstate.get_dofn_specs`, `core.get_function_args_defaults`,
+# `statesampler.StateSampler` and cloudpickle pickler (its compression) the changes below were
+# checked against (the lock pins it). Under another release they stay off until
+# tests/test_in_process.py passes there.
 CHECKED_BEAM = "2.59.0"
+# The same for cloudpickle's `_find_imported_submodules` (SubmoduleScanMemo).
+CHECKED_CLOUDPICKLE = "2.2.1"
 # The longest sleep of Beam's per-bundle state sampler (Beam's default: 200 ms); see below.
 BUNDLE_SAMPLING_PERIOD_MS = 20
 
@@ -120,13 +128,17 @@ class FunctionArgsMemo:
         return list(args), list(defaults)  # callers get their own lists, as from Beam
 
 
-def on_checked_beam(otherwise: str) -> bool:
-    """Whether the running Beam is the release the changes here were checked against; if not,
-    logs what happens instead (`otherwise`)."""
-    if apache_beam.__version__ == CHECKED_BEAM:
+def on_checked_release(package: str, running: str, checked: str, otherwise: str) -> bool:
+    """Whether `package` is the release a change here was checked against; if not, logs what
+    happens instead (`otherwise`)."""
+    if running == checked:
         return True
-    log.info("Beam %s: %s (the change was checked on %s only)", apache_beam.__version__, otherwise, CHECKED_BEAM)
+    log.info("%s %s: %s (the change was checked on %s only)", package, running, otherwise, checked)
     return False
+
+
+def on_checked_beam(otherwise: str) -> bool:
+    return on_checked_release("Beam", apache_beam.__version__, CHECKED_BEAM, otherwise)
 
 
 def install_memo(owner: Any, name: str, memo_class: type, otherwise: str) -> bool:
@@ -172,20 +184,116 @@ def sample_bundle_states_briefly() -> bool:
     return True
 
 
+class QuickCompression:
+    """Stands in for `bz2` in Beam's cloudpickle pickler, which compresses every pickle with bz2
+    at its highest level, to keep large pipeline protos under remote runners' size limits; for
+    the thousands of pickles of an in-process run that is most of the pickling time. While
+    `quick` is on, pickles are compressed with zlib at level 1 instead (`python -m
+    bench.in_process` counts the time and the bytes). Either kind is decompressed, told apart by
+    its first byte, so a pickle made before or during a quick block reads anywhere in the
+    process."""
+
+    LEVEL = 1
+    ZLIB_FIRST_BYTE = b"\x78"  # zlib's header with deflate's 32 KiB window; bz2 streams begin "BZh"
+
+    def __init__(self) -> None:
+        self._quick_blocks = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def quick(self) -> Iterator[None]:
+        with self._lock:
+            self._quick_blocks += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._quick_blocks -= 1
+
+    def compress(self, data: bytes, compresslevel: int = 9) -> bytes:
+        return zlib.compress(data, self.LEVEL) if self._quick_blocks else bz2.compress(data, compresslevel)
+
+    def decompress(self, data: bytes) -> bytes:
+        return zlib.decompress(data) if data[:1] == self.ZLIB_FIRST_BYTE else bz2.decompress(data)
+
+
+class SubmoduleScanMemo:
+    """cloudpickle's `_find_imported_submodules`, kept while no module is imported or removed.
+
+    For each function it pickles, cloudpickle lists the loaded submodules of the packages the
+    function refers to, so that another process imports them before calling it: a scan of every
+    name in `sys.modules` (thousands, with TensorFlow loaded) per package, for every function of
+    every DoFn pickled. The answer depends only on the function's code, those packages and
+    the names in `sys.modules`, so it is kept per (code, packages) while `sys.modules` holds as
+    many modules as when it was computed (imports only add to it)."""
+
+    def __init__(self, compute: Callable[[types.CodeType, Any], list]) -> None:
+        self.compute = compute
+        self._answers: dict[tuple, list] = {}
+        self._modules_then = -1
+        self._lock = threading.Lock()  # Beam's in-process runner executes bundles on worker threads
+
+    def __call__(self, code: types.CodeType, top_level_dependencies: Any) -> list:
+        key = (code, tuple(d for d in top_level_dependencies if isinstance(d, types.ModuleType)))
+        with self._lock:
+            modules_now = len(sys.modules)
+            if modules_now != self._modules_then:
+                self._answers.clear()
+                self._modules_then = modules_now
+            known = self._answers.get(key)
+        if known is None:
+            known = self.compute(code, top_level_dependencies)
+            with self._lock:
+                if len(sys.modules) == self._modules_then == modules_now:
+                    self._answers[key] = known
+        return list(known)  # callers get their own list, as from cloudpickle
+
+
+def quick_compression() -> QuickCompression | None:
+    """Installs QuickCompression in Beam's cloudpickle pickler (for good: it reads bz2 as before
+    and compresses with bz2 outside quick blocks); None on another Beam release."""
+    if isinstance(cloudpickle_pickler.bz2, QuickCompression):
+        return cloudpickle_pickler.bz2
+    if not on_checked_beam("pickles compressed with bz2 at level 9"):
+        return None
+    cloudpickle_pickler.bz2 = QuickCompression()
+    return cloudpickle_pickler.bz2
+
+
+@contextlib.contextmanager
+def submodule_scan_memo() -> Iterator[bool]:
+    """SubmoduleScanMemo in cloudpickle for the block, on the checked cloudpickle release; yields
+    whether it is installed. The answers go when the block ends."""
+    scan = cloudpickle_fast._find_imported_submodules
+    if isinstance(scan, SubmoduleScanMemo) or not on_checked_release(
+            "cloudpickle", cloudpickle.__version__, CHECKED_CLOUDPICKLE, "loaded modules scanned for every function"):
+        yield isinstance(scan, SubmoduleScanMemo)
+        return
+    cloudpickle_fast._find_imported_submodules = SubmoduleScanMemo(scan)
+    try:
+        yield True
+    finally:
+        cloudpickle_fast._find_imported_submodules = scan
+
+
 @contextlib.contextmanager
 def cloudpickle_for_in_process_beam(beam_args: list[str]) -> Iterator[str]:
     """Beam pickles every DoFn, CombineFn and coder when it builds, converts and runs a pipeline
     (about 4,200 pickles and 5,600 unpickles in a churn run); dill, Beam 2.59's default, does so
     in Python and resets its logger's level on every call, cloudpickle (Beam's default from 2.65)
     with the C pickler. Within the block Beam's default is cloudpickle when `beam_args` is empty:
-    every pickle is then unpickled in this process. Given Beam args (another runner, worker
-    processes), the default stays Beam's, as those workers expect; `--pickle_library` always
-    wins. Yields the default in force."""
+    every pickle is then unpickled in this process, so it is also compressed quickly
+    (QuickCompression) and cloudpickle does not rescan the loaded modules for each function
+    (SubmoduleScanMemo). Given Beam args (another runner, worker processes), the default stays
+    Beam's, as those workers expect; `--pickle_library` always wins. Yields the default in force."""
     chosen = pickler.USE_CLOUDPICKLE if not beam_args else pickler.DEFAULT_PICKLE_LIB
     previous_default, previous_library = pickler.DEFAULT_PICKLE_LIB, pickler.desired_pickle_lib
     pickler.DEFAULT_PICKLE_LIB = chosen
+    compression = quick_compression() if not beam_args else None
     try:
-        yield chosen
+        with (compression.quick() if compression else contextlib.nullcontext()), \
+                (submodule_scan_memo() if not beam_args else contextlib.nullcontext()):
+            yield chosen
     finally:
         pickler.DEFAULT_PICKLE_LIB = previous_default
         if pickler.desired_pickle_lib is not previous_library:

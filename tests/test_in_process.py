@@ -9,15 +9,20 @@ that compute the same, and the pickler Beam really uses during a TFX run. How mu
 """
 from __future__ import annotations
 
+import base64
+import bz2
 import functools
 import gc
+import importlib
 import json
 import logging
 import pathlib
 import re
+import sys
 import time
 
 import apache_beam as beam
+import cloudpickle
 import numpy as np
 import objsize
 import pandas as pd
@@ -32,6 +37,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import core, userstate
 from apache_beam.transforms.userstate import BagStateSpec, TimerSpec, on_timer
 from apache_beam.utils.counters import CounterFactory, CounterName
+from cloudpickle import cloudpickle_fast
 from tensorflow_transform.tf_metadata import schema_utils
 from tfx.orchestration import metadata
 from tfx.orchestration.pipeline import Pipeline
@@ -318,6 +324,76 @@ def test_beam_pickles_with_cloudpickle_only_while_every_pickle_stays_in_this_pro
         assert chosen == "dill" and pickler_of_a_new_beam_pipeline() is dill_pickler  # workers unpickle
 
 
+def compressed_by(encoded: bytes) -> str:
+    return {b"x": "zlib", b"B": "bz2"}[base64.b64decode(encoded)[:1]]
+
+
+def test_pickles_are_compressed_quickly_only_while_every_pickle_stays_in_this_process():
+    made_before = cloudpickle_pickler.dumps({"made": "before"})
+    assert compressed_by(made_before) == "bz2"  # Beam's own: bz2 at level 9
+    with in_process.cloudpickle_for_in_process_beam([]):
+        made_during = cloudpickle_pickler.dumps({"made": "during"})
+        assert compressed_by(made_during) == "zlib"
+        assert cloudpickle_pickler.loads(made_before) == {"made": "before"}
+    with in_process.cloudpickle_for_in_process_beam(["--direct_running_mode=multi_processing"]):
+        assert compressed_by(cloudpickle_pickler.dumps({"made": "for workers"})) == "bz2"  # as Beam's workers expect
+    assert compressed_by(cloudpickle_pickler.dumps({"made": "after"})) == "bz2"
+    assert cloudpickle_pickler.loads(made_during) == {"made": "during"}  # and reads anywhere in the process
+
+
+def test_quick_compression_keeps_every_byte_and_reads_both_kinds():
+    compression = in_process.quick_compression()
+    data = bytes(range(256)) * 64 + b"BZh" + b"x" * 1000  # either header inside the data changes nothing
+    with compression.quick():
+        quick = compression.compress(data)
+    assert quick[:1] == b"x" and len(quick) < len(data)
+    assert compression.decompress(quick) == data == compression.decompress(compression.compress(data))
+    assert compression.compress(data)[:3] == b"BZh" and compression.compress(data) == bz2.compress(data, 9)
+
+
+def test_submodule_scans_are_cloudpickles_own_and_see_new_imports(tmp_path, monkeypatch):
+    package = tmp_path / "scanned_package"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "child.py").write_text("VALUE = 7\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "scanned_package", raising=False)
+    monkeypatch.delitem(sys.modules, "scanned_package.child", raising=False)
+    scanned_package = importlib.import_module("scanned_package")
+    code = compile("scanned_package.child.VALUE", "the body of a function to pickle", "eval")
+    cloudpickles = cloudpickle_fast._find_imported_submodules
+    with in_process.submodule_scan_memo() as installed:
+        memo = cloudpickle_fast._find_imported_submodules
+        assert installed and isinstance(memo, in_process.SubmoduleScanMemo)
+        assert memo(code, [scanned_package, np]) == memo.compute(code, [scanned_package, np]) == []
+        importlib.import_module("scanned_package.child")  # now loaded: a pickled function must bring it along
+        answer = memo(code, [scanned_package, np])
+        assert answer == memo.compute(code, [scanned_package, np]) == [sys.modules["scanned_package.child"]]
+        answer.clear()  # callers get their own list
+        assert memo(code, [scanned_package, np]) == [sys.modules["scanned_package.child"]]
+        calls = []
+        memo.compute = lambda *args: calls.append(args) or []
+        memo(code, [scanned_package, np])
+        assert calls == []  # kept while no module was imported
+    assert cloudpickle_fast._find_imported_submodules is cloudpickles  # restored when the block ends
+
+
+def test_another_cloudpickle_release_scans_as_before_and_says_so(monkeypatch, caplog):
+    monkeypatch.setattr(cloudpickle, "__version__", "9.9.9")
+    with caplog.at_level(logging.INFO, logger="pipeline.in_process"), in_process.submodule_scan_memo() as installed:
+        assert installed is False
+        assert not isinstance(cloudpickle_fast._find_imported_submodules, in_process.SubmoduleScanMemo)
+    assert "cloudpickle 9.9.9" in caplog.text and "checked on 2.2.1 only" in caplog.text
+
+
+def test_another_beam_release_compresses_with_bz2_and_says_so(monkeypatch, caplog):
+    monkeypatch.setattr(cloudpickle_pickler, "bz2", bz2)
+    monkeypatch.setattr(beam, "__version__", "9.9.9")
+    with caplog.at_level(logging.INFO, logger="pipeline.in_process"), in_process.cloudpickle_for_in_process_beam([]):
+        assert compressed_by(cloudpickle_pickler.dumps({"made": "during"})) == "bz2"
+    assert "bz2 at level 9" in caplog.text
+
+
 class Mean(beam.CombineFn):
     def create_accumulator(self):
         return [0.0, 0]
@@ -405,5 +481,7 @@ def test_run_in_process_installs_each_and_beam_pickles_with_cloudpickle_during_t
     assert isinstance(userstate.get_dofn_specs, in_process.DoFnSpecsMemo)
     assert isinstance(core.get_function_args_defaults, in_process.FunctionArgsMemo)
     assert statesampler.StateSampler("stage", CounterFactory()).sampling_period_ms == 20
-    assert record.read_text() == cloudpickle_pickler.__name__
+    library, first_bytes = record.read_text().splitlines()
+    assert library == cloudpickle_pickler.__name__ and first_bytes.startswith("b'x")  # zlib, QuickCompression
+    assert not isinstance(cloudpickle_fast._find_imported_submodules, in_process.SubmoduleScanMemo)  # gone
     assert pickler_of_a_new_beam_pipeline() is dill_pickler  # and Beam's default again after it
