@@ -15,7 +15,7 @@ started (the runner's "running" log line, timed as it arrives), and CPU seconds.
 compared with issue 9's target is the median churn wall over the median penguin wall; every
 round's own ratio is kept beside it. Writes all to bench/results/pipeline_vs_penguin.json.
 
-    python -m bench.penguin_compare [--rounds 3] [--note "what else was running"]
+    python -m bench.penguin_compare [--rounds 5] [--note "what else was running"]
 """
 from __future__ import annotations
 
@@ -151,7 +151,7 @@ def compare(rounds: int, note: str | None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.penguin_compare", description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=int, default=5,
                         help="pairs of penguin and churn first runs, order alternating (default: %(default)s)")
     parser.add_argument("--note", help="what else the machine was doing (kept in the results)")
     args = parser.parse_args(argv)
