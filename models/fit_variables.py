@@ -2,8 +2,8 @@
 
 Keras creates them inside the first call of its train function, and TF traces a
 `tf.function` whose first trace created variables a second time, for every later
-call. On churn that second trace (model, loss, metrics and optimizer inside a
-32-step loop) was about a tenth of the Trainer's time. Creating the same
+call: on churn, a second trace of model, loss, metrics and optimizer inside the
+32-step loop, the Trainer's largest single trace. Creating the same
 variables first, from one validation example, leaves training unchanged: they
 start at the same values, and nothing is drawn from the shuffled training data
 (every new iterator over it moves each epoch's order on by one).
